@@ -1,0 +1,39 @@
+# affectflow: raw videos of people -> ABAW challenge submissions.
+# Usage: snakemake --cores all results/submission.csv [--configfile yours.yaml]
+import os
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# The package lives in src/; jobs (also in conda envs and on cluster nodes) import it from there.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+
+# The demo config is the default; a --configfile replaces it rather than being merged into
+# it, so no demo setting leaks into a run on real data.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/media.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        SUBMISSION,
+    default_target: True

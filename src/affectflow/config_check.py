@@ -1,0 +1,39 @@
+"""Checks of the config against the registries, run when the workflow starts.
+
+The JSON schema checks shapes and types; this checks that every name refers to something that
+exists, so a typo fails at start-up listing the known names instead of deep inside a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from affectflow.faces import DETECTORS
+from affectflow.features import BACKBONES
+from affectflow.models import MODELS
+
+
+class ConfigError(ValueError):
+    """A config value that names nothing known; the message names the key and the options."""
+
+
+def check_names(config: Mapping) -> None:
+    """Raise ConfigError for an unknown detector, backbone, model or ensemble member."""
+    detector = config["faces"]["detector"]
+    if detector not in DETECTORS:
+        raise ConfigError(f"faces.detector: unknown {detector!r}; known: {', '.join(DETECTORS.names())}")
+    for name in config["features"]:
+        if name not in BACKBONES:
+            raise ConfigError(f"features.{name}: unknown backbone; known: {', '.join(BACKBONES.names())}")
+    runs = config["train"]["runs"]
+    for run, settings in runs.items():
+        if settings["backbone"] not in config["features"]:
+            raise ConfigError(
+                f"train.runs.{run}.backbone: {settings['backbone']!r} is not configured under features "
+                f"(configured: {', '.join(config['features']) or 'none'})"
+            )
+        if settings["model"] not in MODELS:
+            raise ConfigError(f"train.runs.{run}.model: unknown {settings['model']!r}; known: {', '.join(MODELS.names())}")
+    for member in config["ensemble"]["members"]:
+        if member not in runs:
+            raise ConfigError(f"ensemble.members: {member!r} is not a run; runs: {', '.join(runs)}")

@@ -1,0 +1,44 @@
+"""Shared fixtures: the repository root and a runner for the real Snakemake CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow of this repository in ``workdir`` (results/, logs/ go there)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
+        capture_output=True, text=True, env=env, timeout=1800,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def dry_run_jobs(stdout: str) -> list[tuple[str, dict[str, str]]]:
+    """The (rule, wildcards) of every job listed by ``snakemake --dry-run``."""
+    jobs: list[tuple[str, dict[str, str]]] = []
+    for line in stdout.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
+            jobs.append((stripped.split()[1].rstrip(":"), {}))
+        elif stripped.startswith("wildcards:") and jobs:
+            for item in stripped[len("wildcards:"):].split(","):
+                key, _, value = item.strip().partition("=")
+                jobs[-1][1][key] = value
+    return jobs

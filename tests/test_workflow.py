@@ -1,0 +1,117 @@
+"""The real workflow, end to end on a tiny generated demo set, and its re-run behaviour."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from affectflow.submission import validate_emi_submission
+from affectflow.tasks import EMI_HEADER
+
+from conftest import REPO, dry_run_jobs, run_snakemake
+
+
+def tiny_config(workdir: Path) -> dict:
+    """The default demo config shrunk to seconds: 10 short clips, 2 shards, few epochs."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["dataset"]["n_shards"] = 2
+    config["dataset"]["demo"].update(resources=str(REPO / "resources" / "demo"), n_clips=10, max_duration_s=3)
+    config["features"]["dlib_face128"]["max_frames"] = 6
+    for run in config["train"]["runs"].values():
+        run["epochs"] = 5
+    return config
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A complete run of the workflow on the tiny demo set."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = tiny_config(workdir)
+    configfile = write_config(workdir, config)
+    run_snakemake(workdir, "--cores", "2", "--configfile", str(configfile), "results/submission.csv",
+                  "results/demo/test_score.json")
+    return workdir, config
+
+
+def test_submission_lists_every_test_id_once_in_range(finished_run):
+    workdir, _ = finished_run
+    source = workdir / "results" / "demo" / "source"
+    raw_ids = {int(p.stem) for p in (source / "raw").glob("*.mp4")}
+    labelled = set(pd.read_csv(source / "train_split.csv")["Filename"]) | set(
+        pd.read_csv(source / "valid_split.csv")["Filename"]
+    )
+    test_ids = sorted(raw_ids - labelled)
+    submission = workdir / "results" / "submission.csv"
+    assert submission.read_text().splitlines()[0] == ",".join(EMI_HEADER)
+    frame = pd.read_csv(submission)
+    assert frame["Filename"].tolist() == test_ids
+    values = frame[list(EMI_HEADER[1:])].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    assert validate_emi_submission(submission, test_ids) == len(test_ids)
+
+
+def test_every_stage_wrote_its_shards_and_folds(finished_run):
+    workdir, config = finished_run
+    results = workdir / "results" / "demo"
+    for s in range(2):
+        assert (results / "media" / f"shard-{s}.h5").is_file()
+        assert (results / "faces" / "mtcnn" / f"shard-{s}.h5").is_file()
+        for backbone in config["features"]:
+            assert (results / "features" / backbone / f"shard-{s}.h5").is_file()
+    for run in config["train"]["runs"]:
+        for k in range(config["train"]["k_folds"]):
+            metrics = json.loads((results / "train" / run / f"fold{k}" / "metrics.json").read_text())
+            assert metrics["fold"] == k and metrics["train_clips"] >= 2
+    score = json.loads((results / "test_score.json").read_text())
+    assert score["clips"] >= 2
+    # every rule leaves a log and a benchmark record
+    assert any((workdir / "logs" / "faces").iterdir())
+    assert any((workdir / "benchmarks" / "train").iterdir())
+
+
+def test_changing_one_backbone_reruns_exactly_its_jobs(finished_run):
+    workdir, config = finished_run
+    assert "Nothing to be done" in run_snakemake(
+        workdir, "-n", "--configfile", str(write_config(workdir, config)), "results/submission.csv"
+    ).stdout
+    changed = json.loads(json.dumps(config))
+    changed["features"]["dlib_face128"]["num_jitters"] = 1
+    proc = run_snakemake(workdir, "-n", "--configfile", str(write_config(workdir, changed)), "results/submission.csv")
+    jobs = dry_run_jobs(proc.stdout)
+    listed = sorted((rule, tuple(sorted(w.items()))) for rule, w in jobs)
+    expected = sorted(
+        [("features", (("backbone", "dlib_face128"), ("ds", "demo"), ("s", str(s)))) for s in range(2)]
+        + [("train", (("ds", "demo"), ("k", str(k)), ("run", "visual_gru"))) for k in range(2)]
+        + [("ensemble", ()), ("submission", ())]
+    )
+    assert listed == expected, proc.stdout[-3000:]
+    write_config(workdir, config)  # leave the finished run consistent for other tests
+
+
+def test_unknown_config_key_is_rejected_naming_it(tmp_path):
+    config = tiny_config(tmp_path)
+    config["faces"]["detectr"] = "mtcnn"
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path, config)), check=False)
+    assert proc.returncode != 0
+    assert "detectr" in proc.stdout + proc.stderr
+
+
+def test_unknown_backbone_fails_listing_known_ones(tmp_path):
+    config = tiny_config(tmp_path)
+    config["train"]["runs"]["visual_gru"]["backbone"] = "resnet999"
+    config["features"]["resnet999"] = {}
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path, config)), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "resnet999" in out and "dlib_face128" in out and "mfcc128" in out

@@ -1,0 +1,28 @@
+# Ensemble stage: late fusion of the runs' fold predictions.
+
+
+rule ensemble:
+    input:
+        manifest=f"{RESULTS}/manifest.tsv",
+        folds=[
+            f"{d}/{name}"
+            for run in ENSEMBLE["members"]
+            for d in fold_dirs(run)
+            for name in ("oof.csv", "test.csv")
+        ],
+    output:
+        oof=f"{RESULTS}/ensemble/{ENSEMBLE.get('name', 'late_mean')}/oof.csv",
+        test=f"{RESULTS}/ensemble/{ENSEMBLE.get('name', 'late_mean')}/test.csv",
+        members=f"{RESULTS}/ensemble/{ENSEMBLE.get('name', 'late_mean')}/members.json",
+        score=f"{RESULTS}/ensemble/{ENSEMBLE.get('name', 'late_mean')}/score.json",
+    params:
+        members={run: fold_dirs(run) for run in ENSEMBLE["members"]},
+        method=ENSEMBLE.get("method", "mean"),
+    log:
+        f"logs/ensemble/{DS}.log",
+    benchmark:
+        f"benchmarks/ensemble/{DS}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/ensemble.py"

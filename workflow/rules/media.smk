@@ -1,0 +1,20 @@
+# Media stage: probe every clip, audio to 16 kHz mono 16-bit, peak-normalised.
+
+
+rule media:
+    input:
+        manifest=f"{RESULTS}/manifest.tsv",
+    output:
+        shard=f"{RESULTS}/media/shard-{{s}}.h5",
+        qc=f"{RESULTS}/media/shard-{{s}}.qc.tsv",
+    params:
+        sample_rate=config["media"].get("sample_rate", 16000),
+        peak_dbfs=config["media"].get("peak_dbfs", -3.0),
+    log:
+        f"logs/media/{DS}-{{s}}.log",
+    benchmark:
+        f"benchmarks/media/{DS}-{{s}}.tsv"
+    conda:
+        "../../envs/media.yaml"
+    script:
+        "../scripts/media.py"

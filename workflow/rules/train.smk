@@ -1,0 +1,26 @@
+# Train stage: one temporal model per run (one backbone), K folds over train+val.
+
+
+rule train:
+    input:
+        manifest=f"{RESULTS}/manifest.tsv",
+        features=run_feature_shards,
+    output:
+        oof=f"{RESULTS}/train/{{run}}/fold{{k}}/oof.csv",
+        test=f"{RESULTS}/train/{{run}}/fold{{k}}/test.csv",
+        metrics=f"{RESULTS}/train/{{run}}/fold{{k}}/metrics.json",
+        model=f"{RESULTS}/train/{{run}}/fold{{k}}/model.pt",
+        config=f"{RESULTS}/train/{{run}}/fold{{k}}/config.json",
+    params:
+        settings=lambda wildcards: RUNS[wildcards.run],
+        seed=config["train"].get("seed", 0),
+    resources:
+        gpu=1,
+    log:
+        f"logs/train/{DS}-{{run}}-{{k}}.log",
+    benchmark:
+        f"benchmarks/train/{DS}-{{run}}-{{k}}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
