@@ -7,10 +7,10 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-# The package lives in src/; jobs (also in conda envs and on cluster nodes) import it from there.
-SRC = os.path.join(workflow.basedir, "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+# The package lives in src/. The Snakefile imports it from there; job scripts find it through
+# the symlink workflow/scripts/affectflow (Snakemake puts a script's directory on its sys.path),
+# so jobs in conda envs or on cluster nodes need no install of the package.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 
 # The demo config is the default; a --configfile replaces it rather than being merged into
@@ -34,6 +34,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         SUBMISSION,
-    default_target: True

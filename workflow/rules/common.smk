@@ -18,7 +18,6 @@ ENSEMBLE = config["ensemble"]
 
 
 wildcard_constraints:
-    ds=DS,
     s=r"\d+",
     k=r"\d+",
     backbone="|".join(config["features"]),
@@ -27,7 +26,9 @@ wildcard_constraints:
 
 def backbone_source(wildcards):
     """The shard a backbone reads: face crops for visual backbones, audio for audio ones."""
-    signature = cached_signature(wildcards.backbone, config["features"][wildcards.backbone])
+    signature = cached_signature(
+        wildcards.backbone, config["features"][wildcards.backbone]
+    )
     if signature["modality"] == "visual":
         return f"{RESULTS}/faces/{FACES['detector']}/shard-{wildcards.s}.h5"
     return f"{RESULTS}/media/shard-{wildcards.s}.h5"

@@ -10,14 +10,14 @@ if "demo" in DATASET:
             raw=directory(f"{ROOT}/raw"),
             ground_truth=DATASET.get("ground_truth", f"{RESULTS}/test_ground_truth.csv"),
             properties=f"{RESULTS}/demo_properties.tsv",
-        params:
-            demo=DATASET["demo"],
         log:
             f"logs/demo_dataset/{DS}.log",
         benchmark:
             f"benchmarks/demo_dataset/{DS}.tsv"
         conda:
-            "../../envs/media.yaml"
+            "../../envs/affectflow.yaml"
+        params:
+            demo=DATASET["demo"],
         script:
             "../scripts/demo_dataset.py"
 
@@ -29,16 +29,16 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.tsv",
         shards=f"{RESULTS}/shards.tsv",
-    params:
-        root=ROOT,
-        n_shards=N_SHARDS,
-        k_folds=K_FOLDS,
-        seed=config["train"].get("seed", 0),
     log:
         f"logs/manifest/{DS}.log",
     benchmark:
         f"benchmarks/manifest/{DS}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../../envs/affectflow.yaml"
+    params:
+        root=lambda wildcards, input: os.path.dirname(input.train),
+        n_shards=N_SHARDS,
+        k_folds=K_FOLDS,
+        seed=config["train"].get("seed", 0),
     script:
         "../scripts/manifest.py"

@@ -15,14 +15,14 @@ rule ensemble:
         test=f"{RESULTS}/ensemble/{ENSEMBLE.get('name', 'late_mean')}/test.csv",
         members=f"{RESULTS}/ensemble/{ENSEMBLE.get('name', 'late_mean')}/members.json",
         score=f"{RESULTS}/ensemble/{ENSEMBLE.get('name', 'late_mean')}/score.json",
-    params:
-        members={run: fold_dirs(run) for run in ENSEMBLE["members"]},
-        method=ENSEMBLE.get("method", "mean"),
     log:
         f"logs/ensemble/{DS}.log",
     benchmark:
         f"benchmarks/ensemble/{DS}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../../envs/affectflow.yaml"
+    params:
+        members={run: fold_dirs(run) for run in ENSEMBLE["members"]},
+        method=ENSEMBLE.get("method", "mean"),
     script:
         "../scripts/ensemble.py"

@@ -6,15 +6,15 @@ rule features:
         source=backbone_source,
     output:
         shard=f"{RESULTS}/features/{{backbone}}/shard-{{s}}.h5",
-    params:
-        signature=backbone_params,
-    resources:
-        gpu=1,
     log:
         f"logs/features/{DS}-{{backbone}}-{{s}}.log",
     benchmark:
         f"benchmarks/features/{DS}-{{backbone}}-{{s}}.tsv"
     conda:
-        "../../envs/features.yaml"
+        "../../envs/affectflow.yaml"
+    resources:
+        gpu=1,
+    params:
+        signature=backbone_params,
     script:
         "../scripts/features.py"

@@ -7,14 +7,14 @@ rule media:
     output:
         shard=f"{RESULTS}/media/shard-{{s}}.h5",
         qc=f"{RESULTS}/media/shard-{{s}}.qc.tsv",
-    params:
-        sample_rate=config["media"].get("sample_rate", 16000),
-        peak_dbfs=config["media"].get("peak_dbfs", -3.0),
     log:
         f"logs/media/{DS}-{{s}}.log",
     benchmark:
         f"benchmarks/media/{DS}-{{s}}.tsv"
     conda:
-        "../../envs/media.yaml"
+        "../../envs/affectflow.yaml"
+    params:
+        sample_rate=config["media"].get("sample_rate", 16000),
+        peak_dbfs=config["media"].get("peak_dbfs", -3.0),
     script:
         "../scripts/media.py"

@@ -12,7 +12,7 @@ rule submission:
     benchmark:
         f"benchmarks/submission/{DS}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../../envs/affectflow.yaml"
     script:
         "../scripts/submission.py"
 
@@ -28,6 +28,6 @@ if "ground_truth" in DATASET:
         log:
             f"logs/score/{DS}.log",
         conda:
-            "../../envs/data.yaml"
+            "../../envs/affectflow.yaml"
         script:
             "../scripts/score.py"

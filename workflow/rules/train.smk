@@ -11,16 +11,16 @@ rule train:
         metrics=f"{RESULTS}/train/{{run}}/fold{{k}}/metrics.json",
         model=f"{RESULTS}/train/{{run}}/fold{{k}}/model.pt",
         config=f"{RESULTS}/train/{{run}}/fold{{k}}/config.json",
-    params:
-        settings=lambda wildcards: RUNS[wildcards.run],
-        seed=config["train"].get("seed", 0),
-    resources:
-        gpu=1,
     log:
         f"logs/train/{DS}-{{run}}-{{k}}.log",
     benchmark:
         f"benchmarks/train/{DS}-{{run}}-{{k}}.tsv"
     conda:
-        "../../envs/train.yaml"
+        "../../envs/affectflow.yaml"
+    resources:
+        gpu=1,
+    params:
+        settings=lambda wildcards: RUNS[wildcards.run],
+        seed=config["train"].get("seed", 0),
     script:
         "../scripts/train.py"
