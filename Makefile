@@ -17,7 +17,7 @@ $(STAMP): envs/requirements.lock pyproject.toml
 	# The lock is the full, resolved closure: installed as is, without re-resolving
 	# (facenet-pytorch's metadata pins an old torch it does not need).
 	$(BIN)/pip install --no-deps -r envs/requirements.lock
-	$(BIN)/pip install --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 

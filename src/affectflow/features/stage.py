@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -57,4 +58,5 @@ def _signature_from_json(name: str, params_json: str) -> dict:
 
 def cached_signature(name: str, params: dict) -> dict:
     """``backbone_signature`` memoised per (name, params): the DAG asks once per shard."""
-    return dict(_signature_from_json(name, json.dumps(params, sort_keys=True)))
+    # A deep copy: the nested ``params`` dict must not be shared with the cached value.
+    return copy.deepcopy(_signature_from_json(name, json.dumps(params, sort_keys=True)))
