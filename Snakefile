@@ -37,3 +37,4 @@ rule all:
     default_target: True
     input:
         SUBMISSION,
+        QC_REPORT,

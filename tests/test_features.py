@@ -65,20 +65,8 @@ def test_builtin_backbones_registered():
     assert {"dlib_face128", "mfcc128"} <= set(list_backbones())
 
 
-@pytest.mark.parametrize("name", list_backbones())
-def test_backbone_contract(name):
-    backbone = create_backbone(name)
-    assert isinstance(backbone.dim, int) and backbone.dim > 0
-    assert backbone.modality in {"visual", "audio"}
-    assert isinstance(backbone.params, dict)
-    json.dumps(backbone.params)  # goes into HDF5 attributes and rule params as JSON
-    prov = backbone.provenance()
-    assert {"weights_sha256", "package_version"} <= set(prov)
-    assert isinstance(prov["weights_sha256"], str)
-    assert isinstance(prov["package_version"], str) and prov["package_version"]
-    assert prov == backbone.provenance()  # stable
-    for digest in filter(None, prov["weights_sha256"].split(",")):
-        assert len(digest) == 64 and set(digest) <= set("0123456789abcdef")
+# test_backbone_contract (parametrised over the registry) is in test_features_robust.py:
+# it needs tiny models for the backbones that load weights.
 
 
 def test_unknown_backbone_lists_known_names():

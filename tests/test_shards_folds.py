@@ -125,3 +125,46 @@ def test_unknown_split_rejected():
     m.loc[0, "split"] = "dev"
     with pytest.raises(ValueError, match=r"\['dev'\]"):
         assign_folds(m, 2, seed=0)
+
+
+# -- the papers' fold schemes ------------------------------------------------------------------
+
+from affectflow.folds import FOLD_SCHEMES, TRAIN_ONLY, make_folds, n_folds  # noqa: E402
+
+
+def scheme_manifest():
+    # 30 train clips of 10 subjects, 12 val clips of 6 subjects, 4 test clips
+    subjects = [f"t{i % 10}" for i in range(30)] + [f"v{i % 6}" for i in range(12)] + [""] * 4
+    split = ["train"] * 30 + ["val"] * 12 + ["test"] * 4
+    ids = list(range(1, 47))
+    return pd.DataFrame({"id": ids, "split": split, "subject": subjects, "media": [f"/m/{i}" for i in ids]})
+
+
+def test_official_and_mix_schemes():
+    m = scheme_manifest()
+    official = make_folds(m, "official")
+    assert (official.loc[m["split"] == "val", "fold"] == 0).all()
+    assert (official.loc[m["split"] == "train", "fold"] == TRAIN_ONLY).all()
+    assert (official.loc[m["split"] == "test", "fold"] == -1).all()
+    mix = make_folds(m, "mix")
+    assert (mix.loc[m["split"] != "test", "fold"] == TRAIN_ONLY).all()
+    assert n_folds("official", 3) == n_folds("mix", 3) == 1
+
+
+@pytest.mark.parametrize("scheme,count", [("train5_val", 6), ("train5_val2", 7), ("trainval5", 5), ("grouped", 3)])
+def test_paper_schemes_fold_counts_and_groups(scheme, count):
+    m = scheme_manifest()
+    out = make_folds(m, scheme, k=3, seed=2)
+    assert n_folds(scheme, 3) == count
+    labelled = out[out["split"] != "test"]
+    assert sorted(labelled["fold"].unique()) == list(range(count))
+    assert (labelled.groupby("subject")["fold"].nunique() == 1).all()  # a subject never straddles folds
+    if scheme.startswith("train5"):
+        assert set(labelled.loc[labelled["split"] == "train", "fold"]) == set(range(5))
+        assert set(labelled.loc[labelled["split"] == "val", "fold"]) == set(range(5, count))
+    assert (out.loc[out["split"] == "test", "fold"] == -1).all()
+
+
+def test_unknown_scheme_lists_the_known():
+    with pytest.raises(ValueError, match="known: " + ", ".join(FOLD_SCHEMES)):
+        make_folds(scheme_manifest(), "loso")

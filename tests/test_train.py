@@ -290,3 +290,80 @@ def test_late_mean_of_one_run_is_that_run(tmp_path):
     t0, t1 = (pd.read_csv(f"{d}/test.csv").set_index("id") for d in dirs)
     np.testing.assert_allclose(fused.loc[9, TARGETS].to_numpy(float),
                                ((t0.loc[9] + t1.loc[9]) / 2)[TARGETS].to_numpy(float), atol=2e-6)
+
+
+# -- fold schemes, resume and recipes through train_fold --------------------------------------------
+
+
+def test_official_and_mix_schemes_through_train_fold(data, tmp_path):
+    manifest, shards, _ = data
+    quick = settings(epochs=3, fold_scheme="official")
+    metrics = train_fold(manifest, shards, 0, tmp_path / "official", targets=TARGETS, settings=quick)
+    oof = pd.read_csv(tmp_path / "official" / "oof.csv")
+    val_ids = manifest.loc[manifest["split"] == "val", "id"]
+    assert sorted(oof["id"]) == sorted(val_ids)
+    assert metrics["train_clips"] == int((manifest["split"] == "train").sum()) - (EMPTY_LABELLED % 4 != 0)
+    mix = train_fold(manifest, shards, 0, tmp_path / "mix", targets=TARGETS,
+                     settings=settings(epochs=3, fold_scheme="mix"))
+    assert mix["oof_clips"] == 0 and np.isnan(mix["oof_mean_pearson"])
+    assert mix["train_clips"] == int((manifest["split"] != "test").sum()) - 1
+    assert len(pd.read_csv(tmp_path / "mix" / "test.csv")) == 10
+
+
+def test_train_fold_resumes_after_a_kill(data, tmp_path):
+    from affectflow.train import Interrupted
+
+    manifest, shards, _ = data
+    quick = settings(epochs=4, model="tcn", model_params={"hidden": 16, "tcn_layers": 2, "dropout": 0.3},
+                     scheduler="cosine")
+    train_fold(manifest, shards, 1, tmp_path / "ref", targets=TARGETS, settings=quick)
+
+    def kill(epoch, history):
+        if epoch == 1:
+            raise Interrupted("SIGKILL stand-in")
+
+    with pytest.raises(Interrupted):
+        train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, settings=quick, callback=kill)
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "test.csv").exists()
+    train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, settings=quick)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    for name in ("oof.csv", "test.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / name), pd.read_csv(tmp_path / "ref" / name))
+
+
+def test_align_modalities_by_nearest_time():
+    from affectflow.train import align_modalities
+
+    video = (np.arange(8, dtype=np.float32).reshape(4, 2), np.array([0.0, 0.1, 0.2, 0.3]))
+    audio = (np.array([[10.0], [11.0], [12.0]], np.float32), np.array([0.0, 0.14, 0.31]))
+    out = align_modalities([video, audio], [2, 1])
+    np.testing.assert_array_equal(out[:, :2], video[0])
+    assert out[:, 2].tolist() == [10.0, 11.0, 11.0, 12.0]  # 0.1 -> 0.14, 0.2 -> 0.14, 0.3 -> 0.31
+    no_face = align_modalities([(np.zeros((0, 2), np.float32), np.zeros(0)), audio], [2, 1])
+    assert no_face.shape == (3, 3) and (no_face[:, :2] == 0).all() and no_face[:, 2].tolist() == [10, 11, 12]
+
+
+def test_fused_backbones_through_train_fold(data, tmp_path):
+    from affectflow.train import shards_by_backbone
+
+    manifest, shards, sequences = data
+    rng = np.random.default_rng(5)
+    audio_dir = tmp_path / "features" / "audio"
+    audio_dir.mkdir(parents=True)
+    audio_path = audio_dir / "shard-0.h5"
+    with ShardWriter(audio_path, file_attrs={"stage": "features", "backbone": "audio"}) as writer:
+        for clip_id in sequences:
+            n = 30
+            writer.add_clip(clip_id, {"features": rng.normal(size=(n, 3)).astype(np.float32),
+                                      "timestamps": np.arange(n) / 20.0})
+    grouped = {"visual": shards, "audio": [str(audio_path)]}
+    s = settings(model="fusion", epochs=12, lr=0.01,
+                 model_params={"encoder": "tcn", "hidden": 16, "tcn_layers": 2, "fusion_dim": 16,
+                               "modality_dropout": {"p_m": 0.9, "p_v": 0.5}, "sigmoid": True})
+    metrics = train_fold(manifest, grouped, 0, tmp_path / "fold0", targets=TARGETS, settings=s)
+    config = json.loads((tmp_path / "fold0" / "config.json").read_text())
+    assert config["model_params"]["modality_dims"] == [D, 3] and config["input_dim"] == D + 3
+    assert metrics["oof_clips_predicted"] == metrics["oof_clips"]  # the faceless clip has audio
+    assert metrics["oof_mean_pearson"] > 0.6  # the signal lives in the visual modality only
+    with pytest.raises(ValueError, match=r"\['video'\]"):
+        shards_by_backbone([str(audio_path)], ["audio", "video"])

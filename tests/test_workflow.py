@@ -99,6 +99,26 @@ def test_changing_one_backbone_reruns_exactly_its_jobs(finished_run):
     write_config(workdir, config)  # leave the finished run consistent for other tests
 
 
+def test_changing_the_audio_backbone_reruns_its_jobs_and_speed_keys_rerun_nothing(finished_run):
+    workdir, config = finished_run
+    faster = json.loads(json.dumps(config))
+    faster["features"]["mfcc128"].update(batch_size=7, num_workers=0)  # speed only: no re-run
+    assert "Nothing to be done" in run_snakemake(
+        workdir, "results/submission.csv", "-n", "--configfile", str(write_config(workdir, faster))
+    ).stdout
+    changed = json.loads(json.dumps(config))
+    changed["features"]["mfcc128"]["hop_s"] = 0.02
+    proc = run_snakemake(workdir, "results/submission.csv", "-n", "--configfile", str(write_config(workdir, changed)))
+    listed = sorted((rule, tuple(sorted(w.items()))) for rule, w in dry_run_jobs(proc.stdout))
+    expected = sorted(
+        [("features", (("backbone", "mfcc128"), ("s", str(s)))) for s in range(2)]
+        + [("train", (("k", str(k)), ("run", "audio_gru"))) for k in range(2)]
+        + [("ensemble", ()), ("submission", ())]
+    )
+    assert listed == expected, proc.stdout[-3000:]
+    write_config(workdir, config)
+
+
 def test_unknown_config_key_is_rejected_naming_it(tmp_path):
     config = tiny_config(tmp_path)
     config["faces"]["detectr"] = "mtcnn"

@@ -22,9 +22,10 @@ def check_names(config: Mapping) -> None:
     detector = config["faces"]["detector"]
     if detector not in DETECTORS:
         raise ConfigError(f"faces.detector: unknown {detector!r}; known: {', '.join(DETECTORS.names())}")
-    for name in config["features"]:
+    for key, entry in config["features"].items():
+        name = (entry or {}).get("backbone", key)  # an entry may alias a backbone: {backbone: name, ...}
         if name not in BACKBONES:
-            raise ConfigError(f"features.{name}: unknown backbone; known: {', '.join(BACKBONES.names())}")
+            raise ConfigError(f"features.{key}: unknown backbone {name!r}; known: {', '.join(BACKBONES.names())}")
     runs = config["train"]["runs"]
     for run, settings in runs.items():
         if settings["backbone"] not in config["features"]:

@@ -12,9 +12,10 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["TEST_FOLD", "assign_folds"]
+__all__ = ["FOLD_SCHEMES", "TEST_FOLD", "TRAIN_ONLY", "assign_folds", "make_folds", "n_folds"]
 
 TEST_FOLD = -1  # fold value of test clips, which take part in no fold
+TRAIN_ONLY = -2  # fold value of labelled clips that every fold trains on and none validates on
 _LABELLED_SPLITS = ("train", "val")
 
 
@@ -73,5 +74,58 @@ def assign_folds(manifest: pd.DataFrame, k: int, *, seed: int) -> pd.DataFrame:
         target = min(range(k), key=lambda f: (sizes[f], f))
         sizes[target] += len(members[g])
         fold[members[g]] = target
+    out["fold"] = fold
+    return out
+
+
+# scheme -> number of folds (None: k from the config)
+FOLD_SCHEMES = {
+    "grouped": None,  # k folds over train+val, grouped by subject
+    "official": 1,  # fold 0 = the official val split, trained on the official train split
+    "trainval5": 5,  # 001: 5 folds over train+val
+    "train5_val": 6,  # 003: train in 5 folds + val as fold 5
+    "train5_val2": 7,  # 004: train in 5 folds + val in 2 (folds 5, 6)
+    "mix": 1,  # train on all of train+val; fold 0 has no out-of-fold clips
+}
+
+
+def n_folds(scheme: str, k: int) -> int:
+    """How many fold runs ``scheme`` makes (``k`` for ``grouped``)."""
+    if scheme not in FOLD_SCHEMES:
+        raise ValueError(f"unknown fold scheme {scheme!r}; known: {', '.join(FOLD_SCHEMES)}")
+    return FOLD_SCHEMES[scheme] or k
+
+
+def _grouped(manifest: pd.DataFrame, rows: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Grouped folds 0..k-1 for the rows ``rows`` (a boolean mask) only."""
+    part = manifest.loc[rows, ["id", "split", "subject"]].copy()
+    part["split"] = "train"
+    return assign_folds(part, k, seed=seed)["fold"].to_numpy()
+
+
+def make_folds(manifest: pd.DataFrame, scheme: str, *, k: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Return a copy of ``manifest`` with the ``fold`` column of a paper's scheme.
+
+    Test rows get ``TEST_FOLD`` (-1); labelled rows that every fold trains on get ``TRAIN_ONLY``
+    (-2). Groups (subjects) never straddle folds. See ``FOLD_SCHEMES`` for the schemes.
+    """
+    count = n_folds(scheme, k)
+    for col in ("id", "split", "subject"):
+        if col not in manifest.columns:
+            raise ValueError(f"manifest has no {col!r} column (columns: {list(manifest.columns)})")
+    out = manifest.copy()
+    split = out["split"].to_numpy()
+    is_train, is_val = split == "train", split == "val"
+    fold = np.full(len(out), TEST_FOLD, dtype=np.int64)
+    if scheme in ("grouped", "trainval5"):
+        return assign_folds(manifest, count, seed=seed)
+    if scheme == "official":
+        fold[is_train], fold[is_val] = TRAIN_ONLY, 0
+    elif scheme == "mix":
+        fold[is_train | is_val] = TRAIN_ONLY
+    else:  # train in 5 + val as 1 or 2 folds
+        fold[is_train] = _grouped(out, is_train, 5, seed)
+        val_folds = count - 5
+        fold[is_val] = 5 if val_folds == 1 else 5 + _grouped(out, is_val, val_folds, seed)
     out["fold"] = fold
     return out

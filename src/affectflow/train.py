@@ -1,145 +1,567 @@
-"""Train one temporal model on one fold of cached features; write OOF and test predictions."""
+"""Train one temporal model on one fold of cached features; write OOF and test predictions.
+
+``fit`` is the generic loop (clip- or frame-level targets, masks, segments, hidden-state carry,
+Adam/AdamW, plateau/cosine/step schedules, early stopping, gradient clipping, AMP on GPU,
+seeded, resumable from its last checkpoint). ``train_fold`` wires it to a manifest, a backbone's
+feature shards and a fold.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
+import math
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from affectflow import checkpoints
 from affectflow.atomic import atomic_path, write_text_atomic
+from affectflow.batching import length_batches, pad, padding_fraction, random_batches, segments, subsample
+from affectflow.device import pick_device
+from affectflow.folds import TRAIN_ONLY, make_folds
 from affectflow.h5store import iter_clips
+from affectflow.losses import create_loss
 from affectflow.metrics import pearson_per_target
 from affectflow.models import create_model
+from affectflow.recipes import resolve_run
+from affectflow.schedules import Schedule, create_optimizer
 
 log = logging.getLogger(__name__)
+
+CLIP_TASKS = ("clip", "emi", "eri")
+FRAME_TASKS = ("va", "au")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Hyper-parameters of one run (one model on one feature set)."""
+    """Hyper-parameters of one run (one model on one feature set); every key but ``model`` is optional."""
 
     model: str
-    model_params: dict
-    epochs: int
-    lr: float
-    batch_size: int
-    max_steps: int
-    seed: int
+    model_params: dict = field(default_factory=dict)
+    epochs: int = 80
+    lr: float = 0.002
+    batch_size: int = 16
+    max_steps: int = 64  # clip tasks: longer clips are subsampled uniformly to this many steps
+    seed: int = 0
+    task: str = "clip"  # clip (EMI, ERI) or per frame: va, au
+    loss: str = "mse"
+    loss_params: dict = field(default_factory=dict)
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    scheduler_params: dict = field(default_factory=dict)
+    early_stopping: int = 0  # patience in epochs; 0: off
+    val_fraction: float = 0.0  # share of training clips held out to monitor (else the train loss)
+    grad_clip: float = 0.0  # max gradient norm; 0: off
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    batching: str = "bucket"  # bucket (similar lengths) or random
+    device: str = "auto"
+    segment_length: int = 0  # frame tasks: train and predict on windows of this many frames
+    segment_stride: int = 0
+    carry_state: bool = False  # LSTM/GRU: carry the hidden state across consecutive segments (003)
+    fold_scheme: str = "manifest"  # manifest, official, grouped, trainval5, train5_val, train5_val2, mix
+    checkpoint_every: int = 1  # epochs between resumable checkpoints
+
+    def __post_init__(self) -> None:
+        if self.task not in CLIP_TASKS + FRAME_TASKS:
+            raise ValueError(f"task {self.task!r}; known: {', '.join(CLIP_TASKS + FRAME_TASKS)}")
+        if self.batching not in ("bucket", "random"):
+            raise ValueError(f"batching {self.batching!r}; known: bucket, random")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
 
 
-def load_features(shard_paths: list[str | os.PathLike]) -> dict[int, np.ndarray]:
-    """Every clip's (T, D) feature array, by integer clip id, from a backbone's shard files."""
+def settings_from_run(run: dict, *, seed: int = 0) -> TrainSettings:
+    """TrainSettings from a config run (its recipe underneath); ``backbone`` is not a setting."""
+    resolved = resolve_run(run)
+    for key in ("backbone", "fuse_with"):  # what the run reads, not how it trains
+        resolved.pop(key, None)
+    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    unknown = sorted(set(resolved) - known)
+    if unknown:
+        raise ValueError(f"unknown run setting(s) {unknown}; known: {', '.join(sorted(known))}")
+    return TrainSettings(**{**resolved, "seed": resolved.get("seed", seed)})
+
+
+def run_folds(run: dict, k_folds: int) -> int:
+    """How many fold jobs a config run makes: its fold scheme's count, else ``k_folds``."""
+    from affectflow.folds import n_folds
+
+    scheme = resolve_run(run).get("fold_scheme", "manifest")
+    return k_folds if scheme == "manifest" else n_folds(scheme, k_folds)
+
+
+def shards_by_backbone(paths: list[str | os.PathLike], backbones: list[str]) -> dict[str, list[str]]:
+    """Group ``.../features/<backbone>/shard-*.h5`` paths by backbone, in the order of ``backbones``."""
+    grouped = {b: [str(p) for p in paths if Path(p).parent.name == b] for b in backbones}
+    missing = [b for b, found in grouped.items() if not found]
+    if missing:
+        raise ValueError(f"no feature shards for backbone(s) {missing} among {len(paths)} paths")
+    return grouped
+
+
+def check_runs(train_config: dict, features: dict | None = None) -> None:
+    """Fail at workflow start for a run with an unknown setting, recipe, model, fold scheme or
+    fused backbone (``fuse_with`` names missing from ``features``)."""
+    from affectflow.folds import n_folds
+    from affectflow.models import MODELS
+
+    for name, run in train_config["runs"].items():
+        try:
+            s = settings_from_run(run)
+            if s.fold_scheme != "manifest":
+                n_folds(s.fold_scheme, 2)
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"train.runs.{name}: {err}") from None
+        if s.model not in MODELS:
+            raise ValueError(f"train.runs.{name}.model: unknown {s.model!r}; known: {', '.join(MODELS.names())}")
+        for other in run.get("fuse_with", []):
+            if features is not None and other not in features:
+                raise ValueError(f"train.runs.{name}.fuse_with: {other!r} is not configured under features "
+                                 f"(configured: {', '.join(features) or 'none'})")
+
+
+def load_features(shard_paths: list[str | os.PathLike], *, with_times: bool = False) -> dict:
+    """Every clip's (T, D) feature array, by integer clip id, from a backbone's shard files
+    (with ``with_times``: ``(features, timestamps)`` pairs)."""
     sequences = {}
     for path in shard_paths:
         for clip_id, arrays, _ in iter_clips(path):
-            sequences[int(clip_id)] = arrays["features"].astype(np.float32)
+            features = arrays["features"].astype(np.float32)
+            if with_times:
+                times = np.asarray(arrays.get("timestamps", np.arange(len(features))), np.float64)
+                sequences[int(clip_id)] = (features, times)
+            else:
+                sequences[int(clip_id)] = features
     return sequences
 
 
-def _fixed_length(seq: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``steps`` rows uniformly over the clip (or pad a shorter one), with a mask."""
-    out = np.zeros((steps, seq.shape[1]), np.float32)
-    mask = np.zeros(steps, bool)
-    if len(seq) > steps:
-        seq = seq[np.linspace(0, len(seq) - 1, steps).round().astype(int)]
-    out[: len(seq)] = seq
-    mask[: len(seq)] = True
-    return out, mask
+def align_modalities(parts: list[tuple[np.ndarray, np.ndarray]], dims: list[int]) -> np.ndarray:
+    """Concatenate per-modality (features, timestamps) on one timeline: the first non-empty
+    modality's timestamps, each other modality taking its nearest step in time. A modality with
+    no steps (no face, no audio) is zeros, which modality-dropout training prepares a model for.
+    """
+    timeline = next((t for f, t in parts if len(f)), None)
+    if timeline is None:
+        return np.zeros((0, sum(dims)), np.float32)
+    columns = []
+    for (features, times), dim in zip(parts, dims):
+        if len(features) == 0:
+            columns.append(np.zeros((len(timeline), dim), np.float32))
+            continue
+        right = np.clip(np.searchsorted(times, timeline), 1, max(len(times) - 1, 1))
+        left = right - 1
+        nearest = np.where(np.abs(times[np.minimum(right, len(times) - 1)] - timeline)
+                           < np.abs(times[left] - timeline), np.minimum(right, len(times) - 1), left)
+        columns.append(features[nearest])
+    return np.concatenate(columns, axis=1).astype(np.float32)
 
 
-def _tensors(ids, sequences, steps, mean, std):
-    xs, masks = zip(*(_fixed_length((sequences[i] - mean) / std, steps) for i in ids))
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks))
+def load_modalities(shards: dict[str, list[str | os.PathLike]]) -> tuple[dict[int, np.ndarray], list[int]]:
+    """Clips' features of several backbones (in the dict's order) aligned by :func:`align_modalities`;
+    returns the sequences and each backbone's width."""
+    loaded = [load_features(paths, with_times=True) for paths in shards.values()]
+    dims = []
+    for name, clips in zip(shards, loaded):
+        widths = {f.shape[1] for f, _ in clips.values() if f.ndim == 2}
+        if len(widths) != 1:
+            raise ValueError(f"backbone {name!r}: feature widths {sorted(widths)} (need exactly one)")
+        dims.append(widths.pop())
+    ids = set().union(*loaded)
+    empty = (np.zeros((0, 1), np.float32), np.zeros(0))
+    return {i: align_modalities([clips.get(i, empty) for clips in loaded], dims) for i in ids}, dims
+
+
+@dataclass
+class Example:
+    """One training sequence: features (T, D), targets (K,) or (T, K), and which targets are valid."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    valid: torch.Tensor
+
+    @classmethod
+    def make(cls, x, y, *, task: str = "clip") -> Example:
+        """From arrays; invalid labels (NaN, -5 VA, -1 AU) are masked out."""
+        from affectflow.losses import label_mask
+
+        x = torch.as_tensor(np.asarray(x, np.float32))
+        y = torch.as_tensor(np.asarray(y, np.float32))
+        return cls(x, y, label_mask(y, task))
+
+
+class Interrupted(RuntimeError):
+    """Raised by a callback to stop training (as a kill would); the last checkpoint remains."""
+
+
+def _segment_examples(examples: list[Example], length: int, stride: int) -> list[Example]:
+    out = []
+    for ex in examples:
+        for start, end in segments(len(ex.x), length, stride):
+            out.append(Example(ex.x[start:end], ex.y[start:end], ex.valid[start:end]))
+    return out
+
+
+def _collate(batch: list[Example], device: str, per_frame: bool):
+    x, mask = pad([e.x for e in batch])
+    if per_frame:
+        y, _ = pad([e.y for e in batch])
+        valid, _ = pad([e.valid for e in batch], value=False)
+        valid = valid & mask.unsqueeze(-1)
+    else:
+        y, valid = torch.stack([e.y for e in batch]), torch.stack([e.valid for e in batch])
+    return x.to(device), mask.to(device), y.to(device), valid.to(device)
+
+
+class Trainer:
+    """The training loop of one model; see :func:`fit`."""
+
+    def __init__(self, settings: TrainSettings, *, input_dim: int, output_dim: int, device: str = "cpu") -> None:
+        self.settings = settings
+        self.device = device
+        torch.manual_seed(settings.seed)
+        self.model = create_model(settings.model, input_dim=input_dim, output_dim=output_dim,
+                                  **settings.model_params).to(device)
+        self.per_frame = bool(getattr(self.model, "per_frame", False))
+        if self.per_frame != (settings.task in FRAME_TASKS):
+            raise ValueError(f"task {settings.task!r} needs a model with per_frame="
+                             f"{settings.task in FRAME_TASKS} (model_params.per_frame)")
+        self.loss_fn = create_loss(settings.loss, **settings.loss_params)
+        self.optimizer = create_optimizer(settings.optimizer, self.model.parameters(), lr=settings.lr,
+                                          weight_decay=settings.weight_decay)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.amp = settings.amp and device.startswith("cuda")
+        self.carry = settings.carry_state and self.per_frame and settings.segment_length > 0
+        if self.carry and not getattr(self.model, "carries_state", False):
+            raise ValueError(f"carry_state needs a model ending in an LSTM/GRU, not {settings.model!r}")
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def units(self, examples: list[Example]) -> list[Example]:
+        """What a batch is made of: whole sequences, or segments of them (frame tasks)."""
+        s = self.settings
+        if self.per_frame and s.segment_length and not self.carry:
+            return _segment_examples(examples, s.segment_length, s.segment_stride or s.segment_length)
+        return examples
+
+    def batches(self, units: list[Example]) -> list[list[int]]:
+        lengths = [len(u.x) for u in units]
+        if self.settings.batching == "bucket":
+            return length_batches(lengths, self.settings.batch_size, generator=self.generator)
+        return random_batches(len(units), self.settings.batch_size, generator=self.generator)
+
+    # -- one step --------------------------------------------------------------------------------
+
+    def _forward(self, x, mask, state=None):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            if state is not None or self.carry:
+                return self.model(x, mask, state=state, return_state=True)
+            return self.model(x, mask), None
+
+    def _step(self, loss: torch.Tensor, where: str) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at {where}; no step taken")
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+
+    def train_batch(self, batch: list[Example], where: str) -> tuple[float, int]:
+        """One optimiser step (or one per segment window when carrying state); (loss sum, count)."""
+        x, mask, y, valid = _collate(batch, self.device, self.per_frame)
+        if not self.carry:
+            pred, _ = self._forward(x, mask)
+            loss = self.loss_fn(pred.float(), y, valid)
+            self._step(loss, where)
+            return loss.item() * len(batch), len(batch)
+        # Truncated back-propagation through consecutive segments: the state crosses segment
+        # borders (detached), so the model sees the whole video's past.
+        length = self.settings.segment_length
+        state, total, count = None, 0.0, 0
+        for start in range(0, x.shape[1], length):
+            m = mask[:, start : start + length]
+            alive = m.any(1)
+            if not alive.any():
+                break
+            pred, state = self._forward(x[:, start : start + length], m, state)
+            loss = self.loss_fn(pred.float(), y[:, start : start + length], valid[:, start : start + length])
+            self._step(loss, where)
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            total, count = total + loss.item(), count + 1
+        return total, count
+
+    @torch.no_grad()
+    def evaluate_loss(self, units: list[Example]) -> float:
+        """Mean loss over ``units`` in eval mode."""
+        self.model.eval()
+        preds = predict(self.model, [u.x for u in units], settings=self.settings, device=self.device)
+        y = [u.y for u in units]
+        valid = [u.valid for u in units]
+        if self.per_frame:
+            p = torch.cat([torch.as_tensor(a) for a in preds])
+            return float(self.loss_fn(p, torch.cat(y), torch.cat(valid)))
+        return float(self.loss_fn(torch.as_tensor(np.stack(preds)), torch.stack(y), torch.stack(valid)))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def state(self, **extra) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(), **extra}
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def fit(settings: TrainSettings, train: list[Example], *, input_dim: int, output_dim: int,
+        val: list[Example] | None = None, device: str = "cpu", checkpoint: str | os.PathLike | None = None,
+        fingerprint: str = "", callback: Callable[[int, dict], None] | None = None):
+    """Train a model on ``train``; return ``(model, history)``.
+
+    The monitored value (validation loss when ``val`` is given, else the training loss) drives the
+    plateau schedule and early stopping; with early stopping the best epoch's weights are kept.
+    With ``checkpoint``, the state after every ``checkpoint_every`` epochs is saved there and a
+    matching checkpoint (same ``fingerprint``) found at start is resumed from: a run killed in
+    epoch e and started again ends with exactly the predictions of an uninterrupted run.
+    ``callback(epoch, history)`` runs after each epoch's checkpoint (raise to stop).
+    """
+    s = settings
+    trainer = Trainer(s, input_dim=input_dim, output_dim=output_dim, device=device)
+    units = trainer.units(train)
+    val_units = trainer.units(val) if val else None
+    if not units:
+        raise ValueError("no training sequences")
+    schedule = Schedule(s.scheduler, trainer.optimizer, epochs=s.epochs,
+                        steps_per_epoch=math.ceil(len(units) / s.batch_size), **dict(s.scheduler_params))
+    history = {"train_loss": [], "monitored": [], "lr": [], "padding_fraction": []}
+    best, best_epoch, best_state, start = math.inf, -1, None, 0
+    key = json.dumps({"settings": asdict(s), "fingerprint": fingerprint}, sort_keys=True, default=str)
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = checkpoints.load(checkpoint)
+        if saved.get("key") == key:
+            trainer.restore(saved)
+            schedule.load_state_dict(saved["schedule"])
+            history, best, best_epoch, start = saved["history"], saved["best"], saved["best_epoch"], saved["epoch"]
+            best_state = saved.get("best_state")
+            log.info("resumed from %s after epoch %d", checkpoint, start)
+        else:
+            log.info("ignoring %s: written for other settings or data", checkpoint)
+
+    for epoch in range(start, s.epochs):
+        if s.early_stopping and epoch - best_epoch > s.early_stopping and best_epoch >= 0:
+            log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
+            break
+        trainer.model.train()
+        batches = trainer.batches(units)
+        history["padding_fraction"].append(padding_fraction(batches, [len(u.x) for u in units]))
+        total, count = 0.0, 0
+        for b, batch in enumerate(batches):
+            loss_sum, n = trainer.train_batch([units[i] for i in batch], f"epoch {epoch} batch {b}")
+            total, count = total + loss_sum, count + n
+            schedule.batch_end()
+        train_loss = total / max(count, 1)
+        monitored = trainer.evaluate_loss(val_units) if val_units else train_loss
+        history["train_loss"].append(train_loss)
+        history["monitored"].append(monitored)
+        history["lr"].append(trainer.optimizer.param_groups[0]["lr"])
+        schedule.epoch_end(monitored)
+        if monitored < best:
+            best, best_epoch = monitored, epoch
+            if s.early_stopping:
+                best_state = copy.deepcopy(trainer.model.state_dict())
+        if checkpoint is not None and ((epoch + 1) % max(1, s.checkpoint_every) == 0 or epoch + 1 == s.epochs):
+            checkpoints.save(checkpoint, trainer.state(
+                key=key, schedule=schedule.state_dict(), history=history, best=best, best_epoch=best_epoch,
+                epoch=epoch + 1, best_state=best_state))
+        if callback is not None:
+            callback(epoch, history)
+    if s.early_stopping and best_state is not None:
+        trainer.model.load_state_dict(best_state)
+    history["best_epoch"] = best_epoch
+    history["epochs_run"] = len(history["train_loss"])
+    trainer.model.eval()
+    return trainer.model, history
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, xs: list[torch.Tensor], *, settings: TrainSettings,
+            device: str = "cpu") -> list[np.ndarray]:
+    """Predictions for each (T, D) sequence: (K,) for clip models, (T, K) for per-frame models.
+
+    Per-frame models with ``segment_length`` predict window by window: carrying the hidden state
+    across consecutive windows (``carry_state``) or averaging overlapping windows.
+    """
+    model.eval()
+    per_frame = bool(getattr(model, "per_frame", False))
+    out: list[np.ndarray | None] = [None] * len(xs)
+    order = length_batches([len(x) for x in xs], settings.batch_size, shuffle=False)
+    length = settings.segment_length if per_frame else 0
+    for batch in order:
+        x, mask = pad([torch.as_tensor(xs[i]) for i in batch])
+        x, mask = x.to(device), mask.to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=settings.amp and str(device).startswith("cuda")):
+            if not length:
+                y = model(x, mask).float()
+            elif settings.carry_state:
+                pieces, state = [], None
+                for start in range(0, x.shape[1], length):
+                    piece, state = model(x[:, start : start + length], mask[:, start : start + length],
+                                         state=state, return_state=True)
+                    pieces.append(piece.float())
+                y = torch.cat(pieces, dim=1)
+            else:
+                y = _windowed(model, x, mask, length, settings.segment_stride or length)
+        for row, i in enumerate(batch):
+            out[i] = y[row, : len(xs[i])].cpu().numpy() if per_frame else y[row].cpu().numpy()
+    return out
+
+
+def _windowed(model, x, mask, length, stride):
+    total = None
+    counts = torch.zeros(x.shape[:2], device=x.device)
+    for start, end in segments(x.shape[1], length, stride):
+        piece = model(x[:, start:end], mask[:, start:end]).float()
+        if total is None:
+            total = torch.zeros(*x.shape[:2], piece.shape[-1], device=x.device)
+        total[:, start:end] += piece
+        counts[:, start:end] += 1
+    return total / counts.clamp_min(1).unsqueeze(-1)
+
+
+def _takes_modality_dims(model: str) -> bool:
+    import inspect
+
+    from affectflow.models import MODELS
+
+    return "modality_dims" in inspect.signature(MODELS.get(model)).parameters or model in (
+        "fusion", "dual_transformer")
+
+
+def _holdout(ids: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    if fraction <= 0:
+        return ids, []
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(ids)[: max(1, round(fraction * len(ids)))].tolist())
+    return [i for i in ids if i not in held], [i for i in ids if i in held]
 
 
 def train_fold(
     manifest: pd.DataFrame,
-    shard_paths: list[str | os.PathLike],
+    shard_paths: list[str | os.PathLike] | dict[str, list[str | os.PathLike]],
     fold: int,
     out_dir: str | os.PathLike,
     *,
     targets: list[str],
     settings: TrainSettings,
+    k_folds: int | None = None,
+    callback: Callable[[int, dict], None] | None = None,
 ) -> dict:
-    """Train on folds != ``fold``; predict fold ``fold`` (out-of-fold) and the test clips.
+    """Train on the labelled clips outside ``fold``; predict ``fold`` (out-of-fold) and the test clips.
 
-    Clips whose feature array is empty (no face, no audio) get no prediction (NaN) from this
-    run; fusion and the submission writer decide what they get. Returns the metrics dict.
+    Folds come from the manifest's ``fold`` column, or from ``settings.fold_scheme`` (see
+    :func:`affectflow.folds.make_folds`) when it is not ``"manifest"``. Clips whose feature array is
+    empty (no face, no audio) get no prediction (NaN) from this run; fusion and the submission
+    writer decide what they get. A ``checkpoint.pt`` in ``out_dir`` lets a killed run resume; it is
+    removed when the fold is complete. ``shard_paths`` as a dict {backbone: shards} (two or more)
+    fuses the backbones (aligned on the first one's timeline); fusion models then get
+    ``modality_dims`` from the data unless the run sets it. Returns the metrics dict.
     """
+    s = settings
+    if s.task not in CLIP_TASKS:
+        raise ValueError(f"train_fold trains clip tasks ({', '.join(CLIP_TASKS)}); for per-frame task "
+                         f"{s.task!r} call fit() with per-frame Examples")
     out_dir = Path(out_dir)
-    sequences = load_features(shard_paths)
-    usable = {i for i, s in sequences.items() if len(s) > 0}
-    labelled = manifest[manifest["fold"] >= 0]
-    train_ids = [i for i in labelled.loc[labelled["fold"] != fold, "id"] if i in usable]
-    if len(train_ids) < 2:
-        raise ValueError(f"fold {fold}: only {len(train_ids)} training clips have features")
-    seed = settings.seed + fold
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    if s.fold_scheme != "manifest":
+        manifest = make_folds(manifest, s.fold_scheme, k=k_folds or 5, seed=s.seed)
+    if isinstance(shard_paths, dict) and len(shard_paths) > 1:
+        sequences, dims = load_modalities(shard_paths)
+        if "modality_dims" not in s.model_params and _takes_modality_dims(s.model):
+            s = dataclasses.replace(s, model_params={**s.model_params, "modality_dims": dims})
+    else:
+        paths = next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths
+        sequences = load_features(paths)
+    settings = s
+    usable = {i for i, seq in sequences.items() if len(seq) > 0}
+    labelled = manifest[manifest["split"].isin(("train", "val")) & (manifest["fold"] != -1)]
+    in_training = (labelled["fold"] != fold) | (labelled["fold"] == TRAIN_ONLY)
+    fit_ids = [int(i) for i in labelled.loc[in_training, "id"] if i in usable]
+    if len(fit_ids) < 2:
+        raise ValueError(f"fold {fold}: only {len(fit_ids)} training clips have features")
+    seed = s.seed + fold
+    s = dataclasses.replace(s, seed=seed)
+    train_ids, val_ids = _holdout(fit_ids, s.val_fraction, seed)
 
     frames = np.concatenate([sequences[i] for i in train_ids])
     mean, std = frames.mean(0), frames.std(0) + 1e-6
-    x, mask = _tensors(train_ids, sequences, settings.max_steps, mean, std)
-    y = torch.tensor(manifest.set_index("id").loc[train_ids, targets].to_numpy(np.float32))
+    by_id = manifest.set_index("id")
 
-    model = create_model(settings.model, input_dim=x.shape[-1], output_dim=len(targets), **settings.model_params)
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    losses = []
-    for epoch in range(settings.epochs):
-        model.train()
-        order = torch.randperm(len(train_ids), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start : start + settings.batch_size]
-            loss = torch.nn.functional.mse_loss(model(x[batch], mask[batch]), y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(batch)
-        losses.append(total / len(train_ids))
-    log.info("fold %d: %d clips, final train MSE %.4f", fold, len(train_ids), losses[-1])
+    def x_of(i):
+        return torch.from_numpy(subsample((sequences[i] - mean) / std, s.max_steps).astype(np.float32))
 
-    def predict(ids: list[int]) -> pd.DataFrame:
+    def examples(ids):
+        y = by_id.loc[ids, targets].to_numpy(np.float32)
+        return [Example.make(x_of(i), y[n], task=s.task) for n, i in enumerate(ids)]
+
+    device = pick_device(s.device)
+    fingerprint = json.dumps({"fold": fold, "train": train_ids, "val": val_ids, "targets": targets})
+    model, history = fit(s, examples(train_ids), val=examples(val_ids) or None, input_dim=frames.shape[1],
+                         output_dim=len(targets), device=device, checkpoint=out_dir / "checkpoint.pt",
+                         fingerprint=fingerprint, callback=callback)
+    log.info("fold %d: %d clips, final train loss %.4f", fold, len(train_ids), history["train_loss"][-1])
+
+    def predictions(ids: list[int]) -> pd.DataFrame:
         frame = pd.DataFrame({"id": ids})
-        have = [i for i in ids if i in usable]
         values = np.full((len(ids), len(targets)), np.nan, np.float32)
+        have = [n for n, i in enumerate(ids) if i in usable]
         if have:
-            model.eval()
-            with torch.no_grad():
-                xs, ms = _tensors(have, sequences, settings.max_steps, mean, std)
-                values[[ids.index(i) for i in have]] = model(xs, ms).numpy()
+            preds = predict(model, [x_of(ids[n]) for n in have], settings=s, device=device)
+            values[have] = np.stack(preds)
         frame[targets] = values
         return frame
 
-    oof_ids = labelled.loc[labelled["fold"] == fold, "id"].tolist()
-    test_ids = manifest.loc[manifest["split"] == "test", "id"].tolist()
-    oof, test = predict(oof_ids), predict(test_ids)
+    oof_ids = [int(i) for i in labelled.loc[labelled["fold"] == fold, "id"]] if fold >= 0 else []
+    test_ids = [int(i) for i in manifest.loc[manifest["split"] == "test", "id"]]
+    oof, test = predictions(oof_ids), predictions(test_ids)
 
     scored = oof.dropna()
-    truth = manifest.set_index("id").loc[scored["id"], targets].to_numpy()
+    truth = by_id.loc[scored["id"], targets].to_numpy()
     per_target = pearson_per_target(truth, scored[targets].to_numpy(), targets) if len(scored) > 2 else {}
     metrics = {
         "fold": fold,
+        "fold_scheme": s.fold_scheme,
         "train_clips": len(train_ids),
+        "val_clips": len(val_ids),
         "oof_clips": len(oof_ids),
         "oof_clips_predicted": len(scored),
         "oof_pearson": per_target,
         "oof_mean_pearson": float(np.mean(list(per_target.values()))) if per_target else float("nan"),
-        "train_loss": losses,
+        "train_loss": history["train_loss"],
+        "monitored": history["monitored"],
+        "lr": history["lr"],
+        "best_epoch": history["best_epoch"],
+        "epochs_run": history["epochs_run"],
+        "padding_fraction": float(np.mean(history["padding_fraction"])) if history["padding_fraction"] else 0.0,
+        "device": device,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in (("oof.csv", oof), ("test.csv", test)):
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}, tmp)
+    checkpoints.save(out_dir / "model.pt", {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                                            "mean": torch.from_numpy(mean), "std": torch.from_numpy(std)})
     write_text_atomic(out_dir / "config.json", json.dumps({**asdict(settings), "targets": targets,
-                                                           "input_dim": int(x.shape[-1])}, indent=2))
+                                                           "input_dim": int(frames.shape[1])}, indent=2))
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    (out_dir / "checkpoint.pt").unlink(missing_ok=True)
     return metrics

@@ -1,6 +1,8 @@
 # Paths, shard lists and config look-ups shared by every stage.
 from affectflow.config_check import check_names
-from affectflow.features.stage import cached_signature
+from affectflow.features.stage import cached_feature_signature
+from affectflow.job_resources import estimate_clips_per_shard, job_resources
+from affectflow.train import run_folds
 
 check_names(config)
 
@@ -15,6 +17,17 @@ FACES = config["faces"]
 RUNS = config["train"]["runs"]
 K_FOLDS = config["train"].get("k_folds", 2)
 ENSEMBLE = config["ensemble"]
+# Per-job cpus (threads), mem_mb, runtime and gpu of the GPU and per-shard rules, scaled with
+# the clips a job handles (see affectflow.job_resources); other rules take default-resources.
+CLIPS_PER_SHARD = estimate_clips_per_shard(DATASET, config.get("resources"))
+JOB = {
+    name: job_resources(
+        name,
+        config.get("resources", {}).get(name),
+        clips=CLIPS_PER_SHARD * (N_SHARDS if name == "train" else 1),
+    )
+    for name in ("media", "faces", "features", "train")
+}
 
 
 wildcard_constraints:
@@ -24,25 +37,33 @@ wildcard_constraints:
     run="|".join(RUNS),
 
 
-def backbone_source(wildcards):
-    """The shard a backbone reads: face crops for visual backbones, audio for audio ones."""
-    signature = cached_signature(
+def feature_signature(wildcards):
+    """Backbone, parameters, weights checksum, version (and timeline): a change re-runs the jobs."""
+    return cached_feature_signature(
         wildcards.backbone, config["features"][wildcards.backbone]
     )
-    if signature["modality"] == "visual":
-        return f"{RESULTS}/faces/{FACES['detector']}/shard-{wildcards.s}.h5"
-    return f"{RESULTS}/media/shard-{wildcards.s}.h5"
 
 
-def backbone_params(wildcards):
-    """Name, parameters, weights checksum and version: a change re-runs the backbone's jobs."""
-    return cached_signature(wildcards.backbone, config["features"][wildcards.backbone])
+def feature_inputs(wildcards):
+    """Face crops for visual backbones, audio for audio ones; the frame timeline if aligned."""
+    signature = feature_signature(wildcards)
+    faces = f"{RESULTS}/faces/{FACES['detector']}/shard-{wildcards.s}.h5"
+    media = f"{RESULTS}/media/shard-{wildcards.s}.h5"
+    inputs = {"source": faces if signature["modality"] == "visual" else media}
+    if signature.get("timeline") == "frames":
+        inputs["frames"] = faces
+    return inputs
 
 
 def run_feature_shards(wildcards):
-    backbone = RUNS[wildcards.run]["backbone"]
-    return expand(f"{RESULTS}/features/{backbone}/shard-{{s}}.h5", s=SHARDS)
+    # the run's backbone, then those it is fused with (train.runs.<run>.fuse_with)
+    run = RUNS[wildcards.run]
+    backbones = [run["backbone"], *run.get("fuse_with", [])]
+    return expand(f"{RESULTS}/features/{{b}}/shard-{{s}}.h5", b=backbones, s=SHARDS)
 
 
 def fold_dirs(run):
-    return [f"{RESULTS}/train/{run}/fold{k}" for k in range(K_FOLDS)]
+    # A run's fold_scheme (affectflow.folds) may fix its number of folds (e.g. 7 in 004).
+    return [
+        f"{RESULTS}/train/{run}/fold{k}" for k in range(run_folds(RUNS[run], K_FOLDS))
+    ]

@@ -1,9 +1,7 @@
 # Features stage: one backbone over one shard, cached as (T, D) per clip in HDF5.
-
-
 rule features:
     input:
-        source=backbone_source,
+        unpack(feature_inputs),
     output:
         shard=f"{RESULTS}/features/{{backbone}}/shard-{{s}}.h5",
     log:
@@ -12,9 +10,12 @@ rule features:
         f"benchmarks/features/{DS}-{{backbone}}-{{s}}.tsv"
     conda:
         "../../envs/affectflow.yaml"
+    threads: JOB["features"]["cpus"]
     resources:
-        gpu=1,
+        gpu=JOB["features"]["gpu"],
+        mem_mb=JOB["features"]["mem_mb"],
+        runtime=JOB["features"]["runtime"],
     params:
-        signature=backbone_params,
+        signature=feature_signature,
     script:
         "../scripts/features.py"

@@ -13,8 +13,14 @@ rule media:
         f"benchmarks/media/{DS}-{{s}}.tsv"
     conda:
         "../../envs/affectflow.yaml"
+    threads: JOB["media"]["cpus"]
+    resources:
+        gpu=JOB["media"]["gpu"],
+        mem_mb=JOB["media"]["mem_mb"],
+        runtime=JOB["media"]["runtime"],
     params:
         sample_rate=config["media"].get("sample_rate", 16000),
         peak_dbfs=config["media"].get("peak_dbfs", -3.0),
+        max_seconds=config["media"].get("max_seconds"),
     script:
         "../scripts/media.py"

@@ -1,4 +1,7 @@
 # Train stage: one temporal model per run (one backbone), K folds over train+val.
+from affectflow.train import check_runs
+
+check_runs(config["train"], config["features"])
 
 
 rule train:
@@ -17,10 +20,14 @@ rule train:
         f"benchmarks/train/{DS}-{{run}}-{{k}}.tsv"
     conda:
         "../../envs/affectflow.yaml"
+    threads: JOB["train"]["cpus"]
     resources:
-        gpu=1,
+        gpu=JOB["train"]["gpu"],
+        mem_mb=JOB["train"]["mem_mb"],
+        runtime=JOB["train"]["runtime"],
     params:
         settings=lambda wildcards: RUNS[wildcards.run],
         seed=config["train"].get("seed", 0),
+        k_folds=K_FOLDS,
     script:
         "../scripts/train.py"

@@ -2,27 +2,26 @@
 
 from pathlib import Path
 
+import torch
+
 from affectflow.datasets.emi import read_manifest
+from affectflow.gpu_slots import claim_gpus_for_job
+from affectflow.job_signals import exit_cleanly_on_sigterm
 from affectflow.tasks import EMI_TARGETS
-from affectflow.train import TrainSettings, train_fold
+from affectflow.train import settings_from_run, shards_by_backbone, train_fold
 from affectflow.workflow_io import setup_logging
 
 setup_logging(snakemake.log[0])
+torch.set_num_threads(max(1, snakemake.threads))  # the job's share of the cores, not all of them
+exit_cleanly_on_sigterm()  # scancel / time limit: remove the half-written shard, then fail
+claim_gpus_for_job(snakemake)  # a free device of its own, held until the job exits
 run = dict(snakemake.params.settings)
-settings = TrainSettings(
-    model=run["model"],
-    model_params=dict(run.get("model_params", {})),
-    epochs=run.get("epochs", 80),
-    lr=run.get("lr", 0.002),
-    batch_size=run.get("batch_size", 16),
-    max_steps=run.get("max_steps", 64),
-    seed=snakemake.params.seed,
-)
 train_fold(
     read_manifest(snakemake.input.manifest),
-    list(snakemake.input.features),
+    shards_by_backbone(list(snakemake.input.features), [run["backbone"], *run.get("fuse_with", [])]),
     int(snakemake.wildcards.k),
     Path(snakemake.output.metrics).parent,
     targets=list(EMI_TARGETS),
-    settings=settings,
+    settings=settings_from_run(run, seed=snakemake.params.seed),
+    k_folds=snakemake.params.k_folds,
 )

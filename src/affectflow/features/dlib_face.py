@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from affectflow.faces.crop import decode_jpeg
+from affectflow.features.base import CropBackbone, check_positive
 from affectflow.features.registry import BACKBONES, file_sha256
 
 
-def _models_dir() -> Path:
+def models_dir() -> Path:
+    """The directory of dlib's model files inside face-recognition-models."""
     # find_spec locates the package without importing it: its __init__ imports the
     # deprecated pkg_resources and warns on every import.
     spec = importlib.util.find_spec("face_recognition_models")
@@ -21,25 +22,33 @@ def _models_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+def face_rect(dlib, size: int, crop_margin: float):
+    """The detector box inside a square crop of side ``size`` cut with ``crop_margin`` on each side."""
+    inset = int(round(size * crop_margin / (1 + 2 * crop_margin)))
+    return dlib.rectangle(inset, inset, size - 1 - inset, size - 1 - inset)
+
+
 @BACKBONES.register("dlib_face128")
-class DlibFace128:
+class DlibFace128(CropBackbone):
     """Per-frame 128-d identity descriptor computed on each valid face crop.
 
     The crop is aligned by dlib's 5-point shape predictor before the descriptor network,
-    as dlib's own pipeline does.
+    as dlib's own pipeline does. With ``max_frames`` > 0 at most that many valid frames, spread
+    uniformly over the clip, are described: the network costs ~90 ms a face on a CPU without BLAS.
     """
 
-    modality = "visual"
     dim = 128
+    batch_size = 16
 
     def __init__(
         self, *, num_jitters: int = 0, padding: float = 0.25, crop_margin: float = 0.1, max_frames: int = 0
     ) -> None:
         if max_frames < 0:
             raise ValueError(f"max_frames must be >= 0 (0 = every valid frame), not {max_frames}")
+        check_positive("num_jitters", num_jitters, allow_zero=True)
         self.params = {"num_jitters": num_jitters, "padding": padding, "crop_margin": crop_margin,
                        "max_frames": max_frames}
-        models = _models_dir()
+        models = models_dir()
         self._weights = [
             models / "shape_predictor_5_face_landmarks.dat",
             models / "dlib_face_recognition_resnet_model_v1.dat",
@@ -61,29 +70,14 @@ class DlibFace128:
                             dlib.face_recognition_model_v1(str(self._weights[1])))
         return self._loaded
 
-    def extract(self, crops: list[bytes], valid: np.ndarray, timestamps: np.ndarray):
-        """Descriptors of the valid frames: (n, 128) float32 and their timestamps.
-
-        With ``max_frames`` > 0 at most that many valid frames, spread uniformly over the clip,
-        are described: the network costs ~90 ms a face on a CPU without BLAS.
-        """
+    def embed(self, images) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB crops -> (N, 128) float32 descriptors."""
         dlib, shape_predictor, net = self._models()
-        chosen = np.flatnonzero(np.asarray(valid, bool))
-        if self.params["max_frames"] and len(chosen) > self.params["max_frames"]:
-            chosen = chosen[np.linspace(0, len(chosen) - 1, self.params["max_frames"]).round().astype(int)]
-        rows, times = [], []
-        for index in chosen:
-            blob, t = crops[index], timestamps[index]
-            image = decode_jpeg(blob)
-            size = image.shape[0]
-            # The crop holds the detector box plus a margin on each side.
-            inset = int(round(size * self.params["crop_margin"] / (1 + 2 * self.params["crop_margin"])))
-            rect = dlib.rectangle(inset, inset, size - 1 - inset, size - 1 - inset)
-            shape = shape_predictor(image, rect)
-            descriptor = net.compute_face_descriptor(
-                image, shape, self.params["num_jitters"], self.params["padding"]
-            )
+        rows = []
+        for image in np.asarray(images):
+            image = np.ascontiguousarray(image)
+            shape = shape_predictor(image, face_rect(dlib, image.shape[0], self.params["crop_margin"]))
+            descriptor = net.compute_face_descriptor(image, shape, self.params["num_jitters"],
+                                                     self.params["padding"])
             rows.append(np.asarray(descriptor, dtype=np.float32))
-            times.append(t)
-        features = np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
-        return features, np.asarray(times, dtype=np.float64)
+        return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,34 @@
+"""Checkpoints as plain state dicts (tensors, numbers, strings), loadable with ``weights_only=True``.
+
+Never a pickled module: a checkpoint is the model's ``state_dict`` plus the config needed to
+rebuild the model from the registry, so loading runs no code from the file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from affectflow.atomic import atomic_path
+
+
+def save(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` atomically (a kill mid-write leaves the previous checkpoint intact)."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: str | os.PathLike, *, map_location="cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True`` (refuses pickled objects)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model(path: str | os.PathLike, config: dict, *, map_location="cpu") -> torch.nn.Module:
+    """Rebuild the model named in ``config`` (model, model_params, input_dim, targets) and load its weights."""
+    from affectflow.models import create_model
+
+    model = create_model(config["model"], input_dim=config["input_dim"], output_dim=len(config["targets"]),
+                         **config.get("model_params", {}))
+    model.load_state_dict(load(path, map_location=map_location)["state_dict"])
+    return model.eval()

@@ -1,0 +1,169 @@
+"""Tiny randomly initialised models of every model class the backbones load, written to a
+directory through the same save paths as real checkpoints, and fake per-clip feature files.
+
+Used by the tests and the benchmark: nothing here is downloaded, and every model goes through
+the backbone's real loading code (state_dict with weights_only, or from_pretrained of a local
+directory).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from affectflow.features.openface import OPENFACE_AUS
+
+# Small enough to build and run in well under a second; conv layers as the real models have
+# them, so the frame rate (20 ms) and the receptive field (25 ms) are the real ones.
+_SPEECH = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+               conv_dim=(16, 16, 16, 16, 16, 16, 16), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+               vocab_size=8)
+
+
+def resnet18_checkpoint(path: Path, *, n_classes: int = 8, seed: int = 0, wrap: bool = False) -> Path:
+    """A randomly initialised torchvision ResNet18 state_dict with an ``n_classes`` head (AffectNet
+    has 8), saved with torch.save; ``wrap`` stores it as {"state_dict": {"module." + key: ...}}."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(weights=None, num_classes=n_classes)
+    # random BatchNorm statistics, so that eval-mode normalisation is not the identity
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    state = model.state_dict()
+    if wrap:
+        state = {"state_dict": {f"module.{k}": v for k, v in state.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def image_checkpoint(path: Path, arch: str, *, seed: int = 0) -> Path:
+    """A randomly initialised torchvision (``arch``) or timm (``timm/<name>``) state_dict."""
+    import torch
+
+    torch.manual_seed(seed)
+    if arch.startswith("timm/"):
+        import timm
+
+        model = timm.create_model(arch.removeprefix("timm/"), pretrained=False, num_classes=5)
+    else:
+        import torchvision
+
+        model = torchvision.models.get_model(arch, weights=None, num_classes=5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def vit_dir(path: Path, *, image_size: int = 112, hidden_size: int = 48, seed: int = 0) -> Path:
+    """A tiny ``ViTModel`` (the DINO ViT class) saved with save_pretrained."""
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=image_size, patch_size=16, add_pooling_layer=False)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
+def wav2vec2_dir(path: Path, *, seed: int = 0) -> Path:
+    """A tiny ``Wav2Vec2Model`` saved with save_pretrained."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    Wav2Vec2Model(Wav2Vec2Config(**_SPEECH)).save_pretrained(path)
+    return path
+
+
+def hubert_dir(path: Path, *, seed: int = 0) -> Path:
+    """A tiny ``HubertModel`` saved with save_pretrained."""
+    import torch
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(seed)
+    HubertModel(HubertConfig(**_SPEECH)).save_pretrained(path)
+    return path
+
+
+def vad_dir(path: Path, *, seed: int = 0) -> Path:
+    """A tiny audEERING ``EmotionModel`` (3 outputs) saved with save_pretrained."""
+    import torch
+    from transformers import Wav2Vec2Config
+
+    from affectflow.features.speech import emotion_model_class
+
+    torch.manual_seed(seed)
+    config = Wav2Vec2Config(**_SPEECH, num_labels=3, final_dropout=0.1)
+    emotion_model_class()(config).save_pretrained(path)
+    return path
+
+
+def openface_csv(path: Path, n_frames: int, *, fps: float = 30.0, failed: tuple[int, ...] = (), seed: int = 0) -> Path:
+    """An OpenFace 2.0 FeatureExtraction-style CSV (", "-separated header, as the tool writes it)."""
+    rng = np.random.default_rng(seed)
+    columns = ["frame", "face_id", "timestamp", "confidence", "success"]
+    columns += [f"AU{a[2:]}_r" for a in OPENFACE_AUS] + [f"{a}_c" for a in (*OPENFACE_AUS[:-1], "AU28", "AU45")]
+    rows = []
+    for i in range(n_frames):
+        ok = i not in failed
+        values = {"frame": i + 1, "face_id": 0, "timestamp": round(i / fps, 3), "confidence": 0.98 if ok else 0.0,
+                  "success": int(ok)}
+        for column in columns[5:]:
+            values[column] = round(float(rng.uniform(0, 5)), 2) if column.endswith("_r") else int(rng.integers(0, 2))
+        rows.append(", ".join(str(values[c]) for c in columns))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(", ".join(columns) + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def organiser_pickle(path: Path, array: np.ndarray) -> Path:
+    """A Hume-Vidmimic2-style feature file: a pickled numpy array."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(np.asarray(array)))
+    return path
+
+
+def tiny_backbone_params(root: Path) -> dict[str, dict]:
+    """Parameters that make every built-in backbone run on tiny models and files under ``root``.
+
+    The features tests are parametrised over the registry with these; a new backbone needs an
+    entry here to be tested (a test fails until it has one).
+    """
+    root = Path(root)
+    resnet = resnet18_checkpoint(root / "resnet18.pt")
+    openface = root / "openface"
+    openface_csv(openface / "1.csv", 12)
+    vidmimic = root / "vidmimic"
+    organiser_pickle(vidmimic / "vit" / "00001.pkl", np.random.default_rng(0).normal(size=(9, 384)))
+    organiser_pickle(vidmimic / "wav2vec2" / "00001.pkl", np.random.default_rng(1).normal(size=(20, 768)))
+    return {
+        "dlib_face128": {},
+        "dlib_landmarks68": {},
+        "fer2013_probs7": {},
+        "resnet18_pool512": {"weights": str(resnet)},
+        "resnet18_maps": {"weights": str(resnet)},
+        "image_local": {"arch": "timm/test_vit", "weights": str(image_checkpoint(root / "test_vit.pt", "timm/test_vit")),
+                        "input_size": 160},
+        "dino_vits16": {"weights": str(vit_dir(root / "vit"))},
+        "openface_au34": {"dir": str(openface)},
+        "vidmimic_vit384": {"root": str(vidmimic)},
+        "mfcc128": {},
+        "mfcc128_stack8": {},
+        "kaldi_fbank": {},
+        "egemaps_v02_lld": {},
+        "egemaps_v02_func": {},
+        "compare_2016_lld": {},
+        "compare_2016_func": {},
+        "wav2vec2_hidden": {"weights": str(wav2vec2_dir(root / "wav2vec2"))},
+        "hubert_hidden": {"weights": str(hubert_dir(root / "hubert"))},
+        "wav2vec2_vad1027": {"weights": str(vad_dir(root / "vad"))},
+        "vidmimic_wav2vec2_768": {"root": str(vidmimic)},
+    }

@@ -1,0 +1,151 @@
+"""Audio-visual fusion (point 2): early, late by encoders, late by predictions, cross-attention.
+
+Multimodal models read the modalities concatenated along the feature axis on a shared timeline,
+(B, T, sum(modality_dims)), in the order of ``modality_dims`` (video first, then audio, for 001's
+modality dropout), with one validity mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from affectflow.models.blocks import (
+    AttentionPooling,
+    CrossAttention,
+    FFNHead,
+    TransformerEncoder,
+    masked_mean,
+    modality_dropout,
+)
+from affectflow.models.registry import MODELS
+from affectflow.models.temporal import EncoderStack, SequenceModel, _head_options, build_encoder_stack
+
+FUSIONS = ("early", "late_encoders", "late_predictions")
+
+
+def _check_dims(modality_dims, input_dim: int) -> list[int]:
+    dims = [int(d) for d in modality_dims or []]
+    if len(dims) < 2 or sum(dims) != input_dim:
+        raise ValueError(f"modality_dims={modality_dims} must list >= 2 widths summing to input_dim={input_dim}")
+    return dims
+
+
+class FusionModel(nn.Module):
+    """Fuse modalities early (concat -> FC -> encoder), late by encoders (an encoder per modality,
+    concat + LayerNorm + Linear) or late by predictions (a model per modality, averaged, 000).
+
+    ``modality_dropout={"p_m": .9, "p_v": .5}`` (001, late_encoders and early only) keeps both
+    modalities with probability p_m, else video only with p_v, else audio only; it acts only in
+    training mode, so evaluation always sees both.
+    """
+
+    def __init__(self, *, input_dim: int, output_dim: int, modality_dims, fusion: str = "late_encoders",
+                 encoder: str = "tcn_transformer", fusion_dim: int = 128, modality_dropout: dict | None = None,
+                 **params) -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; known: {', '.join(FUSIONS)}")
+        self.dims = _check_dims(modality_dims, input_dim)
+        self.fusion = fusion
+        head = _head_options(params)
+        self.per_frame = bool(head.get("per_frame", False))
+        if modality_dropout is not None:
+            if fusion == "late_predictions" or len(self.dims) != 2:
+                raise ValueError("modality_dropout needs fusion 'early' or 'late_encoders' and two modalities")
+            unknown = set(modality_dropout) - {"p_m", "p_v"}
+            if unknown:
+                raise ValueError(f"modality_dropout: unknown key(s) {sorted(unknown)}; known: p_m, p_v")
+        self.modality_dropout = dict(modality_dropout) if modality_dropout else None
+
+        used: set[str] = set()
+
+        def stack(dim):
+            p = dict(params)
+            built = build_encoder_stack(encoder, dim, p)
+            used.update(set(params) - set(p))
+            return built
+
+        if fusion == "early":
+            self.fuse = nn.Sequential(nn.Linear(input_dim, fusion_dim), nn.ReLU())
+            self.model = SequenceModel(stack(fusion_dim), output_dim=output_dim, **head)
+        elif fusion == "late_encoders":
+            self.encoders = nn.ModuleList(stack(d) for d in self.dims)
+            width = sum(e.out_dim for e in self.encoders)
+            self.fuse = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, fusion_dim))
+            pooling = head.pop("pooling", "attention")
+            head.pop("per_frame", None)
+            self.sigmoid = head.pop("sigmoid", True)
+            self.pool = AttentionPooling(fusion_dim) if pooling == "attention" else None
+            self.head = FFNHead(fusion_dim, output_dim, hidden=tuple(head.pop("head_hidden", (128,))),
+                                dropout=head.pop("head_dropout", 0.0),
+                                activation=head.pop("head_activation", "relu"))
+        else:
+            self.models = nn.ModuleList(
+                SequenceModel(stack(d), output_dim=output_dim, **head) for d in self.dims
+            )
+        leftover = set(params) - used - {"dropout"}
+        if leftover:
+            raise TypeError(f"fusion model: unknown parameter(s) {sorted(leftover)}")
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The per-modality slices of (B, T, sum(dims))."""
+        return list(torch.split(x, self.dims, dim=-1))
+
+    def _dropout(self, parts):
+        if self.modality_dropout is None or not self.training:
+            return parts
+        return modality_dropout(parts, **self.modality_dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        parts = self.split(x)
+        if self.fusion == "early":
+            return self.model(self.fuse(torch.cat(self._dropout(parts), dim=-1)), mask)
+        if self.fusion == "late_predictions":
+            return torch.stack([m(p, mask) for m, p in zip(self.models, parts)]).mean(0)
+        encoded = self._dropout([enc(p, mask) for enc, p in zip(self.encoders, parts)])
+        h = self.fuse(torch.cat(encoded, dim=-1))
+        if not self.per_frame:
+            h = self.pool(h, mask) if self.pool is not None else masked_mean(h, mask)
+        y = self.head(h)
+        return torch.sigmoid(y) if self.sigmoid else y
+
+
+@MODELS.register("fusion")
+def create_fusion(*, input_dim: int, output_dim: int, **params) -> FusionModel:
+    """A :class:`FusionModel` (``fusion``: early, late_encoders or late_predictions)."""
+    return FusionModel(input_dim=input_dim, output_dim=output_dim, **params)
+
+
+@MODELS.register("dual_transformer")
+def create_dual_transformer(*, input_dim: int, output_dim: int, **params) -> FusionModel:
+    """004's Dual Transformer: a Transformer encoder per modality, encodings concatenated."""
+    return FusionModel(input_dim=input_dim, output_dim=output_dim, fusion="late_encoders", encoder="transformer",
+                       **params)
+
+
+@MODELS.register("cross_attention_transformer")
+class CrossAttentionTransformer(nn.Module):
+    """004's CrossAttention+Transformer: each modality attends to the other, then a joint Transformer."""
+
+    def __init__(self, *, input_dim: int, output_dim: int, modality_dims, dim: int = 128, heads: int = 4,
+                 layers: int = 2, dropout: float = 0.1, **params) -> None:
+        super().__init__()
+        self.dims = _check_dims(modality_dims, input_dim)
+        if len(self.dims) != 2:
+            raise ValueError(f"cross attention needs exactly two modalities, got modality_dims={modality_dims}")
+        head = _head_options(params)
+        self.per_frame = bool(head.get("per_frame", False))
+        if params:
+            raise TypeError(f"cross_attention_transformer: unknown parameter(s) {sorted(params)}")
+        self.project = nn.ModuleList(nn.Linear(d, dim) for d in self.dims)
+        self.cross = nn.ModuleList(CrossAttention(dim, heads=heads, dropout=dropout) for _ in range(2))
+        self.model = SequenceModel(
+            EncoderStack([TransformerEncoder(2 * dim, dim=dim, layers=layers, heads=heads, dropout=dropout)]),
+            output_dim=output_dim, **head)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        a, b = (p(part) for p, part in zip(self.project, torch.split(x, self.dims, dim=-1)))
+        fused = torch.cat([self.cross[0](a, b, mask), self.cross[1](b, a, mask)], dim=-1)
+        return self.model(fused, mask)
+

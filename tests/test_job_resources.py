@@ -1,0 +1,73 @@
+"""Per-job resources from the config: scaled with clips per shard, capped, GPU rules ask for a GPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from affectflow.job_resources import estimate_clips_per_shard, job_resources
+
+from conftest import REPO
+
+
+def test_scale_with_clips_and_caps():
+    small = job_resources("faces", None, clips=10)
+    large = job_resources("faces", None, clips=1000)
+    assert small["gpu"] == large["gpu"] == 1
+    assert large["mem_mb"] > small["mem_mb"] and large["runtime"] > small["runtime"]
+    spec = {"cpus": 1, "cpus_per_clip": 0.1, "max_cpus": 4, "mem_mb": 1000, "mem_mb_per_clip": 10}
+    assert job_resources("features", spec, clips=15) == {"gpu": 1, "cpus": 3, "mem_mb": 1150, "runtime": 12}
+    assert job_resources("features", spec, clips=500)["cpus"] == 4
+    assert job_resources("media", None, clips=0)["gpu"] == 0
+
+
+def test_bad_names_are_rejected_naming_them():
+    with pytest.raises(ValueError, match="'mem_gb'"):
+        job_resources("faces", {"mem_gb": 4}, clips=1)
+    with pytest.raises(ValueError, match="'ensembel'.*faces"):
+        job_resources("ensembel", None, clips=1)
+    with pytest.raises(ValueError, match="clips"):
+        job_resources("faces", None, clips=-1)
+
+
+def test_clips_per_shard_estimate(tmp_path):
+    assert estimate_clips_per_shard({"n_shards": 4, "demo": {"n_clips": 72}}) == 18
+    assert estimate_clips_per_shard({"n_shards": 4, "demo": {}}, {"clips_per_shard": 7}) == 7
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(9):
+        (raw / f"{i}.mp4").touch()
+    (raw / "notes.txt").touch()
+    assert estimate_clips_per_shard({"n_shards": 2, "root": str(tmp_path)}) == 5
+    assert estimate_clips_per_shard({"n_shards": 2, "root": str(tmp_path / "absent")}) == 100
+
+
+def test_rules_get_the_configured_resources(tmp_path):
+    """A dry run shows the config's numbers on the jobs (and the schema accepts the section)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["resources"] = {"clips_per_shard": 50, "faces": {"gpu": 1, "mem_mb": 1000, "mem_mb_per_clip": 20},
+                           "media": {"gpu": 0, "runtime": 3, "runtime_per_clip": 0.1}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+         "--cores", "2", "--configfile", str(path)], capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blocks = proc.stdout.split("\nrule ")
+    faces = next(b for b in blocks if b.startswith("faces:"))
+    media = next(b for b in blocks if b.startswith("media:"))
+    assert "gpu=1" in faces and "mem_mb=2000" in faces
+    assert "gpu=0" in media and "runtime=8" in media
+    config["resources"]["faces"]["mem_gb"] = 4
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+         "--configfile", str(path)], capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode != 0 and "mem_gb" in proc.stdout + proc.stderr

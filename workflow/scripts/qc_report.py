@@ -1,0 +1,13 @@
+"""Data-quality table and plots of the data set."""
+
+from affectflow.qc import write_qc_report
+from affectflow.workflow_io import setup_logging
+
+setup_logging(snakemake.log[0])
+write_qc_report(
+    snakemake.input.media,
+    snakemake.input.faces,
+    clips_tsv=snakemake.output.clips,
+    summary_tsv=snakemake.output.summary,
+    plots=dict(zip(snakemake.params.plots, snakemake.output.plots)),
+)
