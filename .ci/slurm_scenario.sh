@@ -122,6 +122,15 @@ stop_daemons() {
         for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"; done
         log "stopped pids ${PIDS[*]}"
     fi
+    # Take our configuration away again (restoring any that was there before): with a
+    # slurm.conf but no controller, every `scontrol` -- and so every Snakemake start, whose
+    # SLURM plugin asks scontrol for MinJobAge at import -- waits ~10-20 s for a timeout.
+    for f in slurm.conf gres.conf; do
+        if grep -qs "written by affectflow" /etc/slurm/$f; then
+            rm -f /etc/slurm/$f
+            [ -f /etc/slurm/$f.before-affectflow ] && mv /etc/slurm/$f.before-affectflow /etc/slurm/$f
+        fi
+    done
     if [ $rc != 0 ]; then
         log "FAILED (exit $rc); last lines of the daemons' logs:"
         tail -n 30 "$STATE"/log/*.log 2>/dev/null
