@@ -21,6 +21,7 @@ __all__ = [
     "mean_f1",
     "mean_pearson",
     "pearson_per_target",
+    "score_task",
 ]
 
 
@@ -164,3 +165,17 @@ def mean_f1(y_true, y_prob, target_names: Sequence[str], *, threshold: float = 0
     return float(
         np.mean(list(f1_per_au(y_true, y_prob, target_names, threshold=threshold).values()))
     )
+
+
+def score_task(metric: str, y_true, y_pred, target_names: Sequence[str]) -> dict:
+    """The challenge score of one task: ``{"per_target": {...}, "mean": float, "metric": metric}``.
+
+    ``metric`` is a :class:`affectflow.tasks.TaskSpec` metric: ``pearson`` (EMI, ERI), ``ccc``
+    (VA) or ``f1`` (AU, predictions binarised at 0.5). The mean is the plain mean over targets
+    (NaN when any target is undefined, as the challenge's evaluation would have it).
+    """
+    per_target_of = {"pearson": pearson_per_target, "ccc": ccc_per_target, "f1": f1_per_au}
+    if metric not in per_target_of:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(per_target_of)}")
+    per_target = per_target_of[metric](y_true, y_pred, target_names)
+    return {"metric": metric, "per_target": per_target, "mean": float(np.mean(list(per_target.values())))}

@@ -1,38 +1,3 @@
-# Submission (validated) and, when test labels are known (the demo), its held-out score.
-
-
-rule submission:
-    input:
-        manifest=f"{RESULTS}/manifest.tsv",
-        test=rules.ensemble.output.test,
-    output:
-        SUBMISSION,
-    log:
-        f"logs/submission/{DS}.log",
-    benchmark:
-        f"benchmarks/submission/{DS}.tsv"
-    conda:
-        "../../envs/affectflow.yaml"
-    script:
-        "../scripts/submission.py"
-
-
-if "ground_truth" in DATASET:
-
-    rule score:
-        input:
-            submission=SUBMISSION,
-            ground_truth=DATASET["ground_truth"],
-        output:
-            f"{RESULTS}/test_score.json",
-        log:
-            f"logs/score/{DS}.log",
-        conda:
-            "../../envs/affectflow.yaml"
-        script:
-            "../scripts/score.py"
-
-
 # Data-quality table and plots of the data set (paper 002's descriptive analysis), in the
 # Snakemake report. Target: the QC_REPORT files (e.g. results/<ds>/qc/summary.tsv).
 QC_PLOTS = ["durations", "frame_rates", "face_rate", "qc_reasons"]
