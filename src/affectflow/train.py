@@ -29,7 +29,7 @@ from affectflow.device import pick_device
 from affectflow.folds import TRAIN_ONLY, make_folds
 from affectflow.h5store import iter_clips
 from affectflow.losses import create_loss
-from affectflow.metrics import pearson_per_target
+from affectflow.metrics import score_task
 from affectflow.models import create_model
 from affectflow.recipes import resolve_run
 from affectflow.schedules import Schedule, create_optimizer
@@ -456,6 +456,55 @@ def _holdout(ids: list[int], fraction: float, seed: int) -> tuple[list[int], lis
     return [i for i in ids if i not in held], [i for i in ids if i in held]
 
 
+def load_timed(shard_paths: list[str | os.PathLike] | dict[str, list[str | os.PathLike]]
+               ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], list[int] | None]:
+    """Features by clip id, their timestamps (s), and each backbone's width when two or more are fused
+    (on the first non-empty backbone's timeline, see :func:`align_modalities`)."""
+    if isinstance(shard_paths, dict) and len(shard_paths) > 1:
+        loaded = [load_features(paths, with_times=True) for paths in shard_paths.values()]
+        sequences, dims = load_modalities(shard_paths)
+        times = {}
+        for i in sequences:
+            timeline = next((t for clips in loaded if i in clips for f, t in [clips[i]] if len(f)), None)
+            times[i] = np.zeros(0) if timeline is None else timeline
+        return sequences, times, dims
+    paths = next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths
+    timed = load_features(paths, with_times=True)
+    return {i: f for i, (f, _) in timed.items()}, {i: t for i, (_, t) in timed.items()}, None
+
+
+def frames_at_steps(times: np.ndarray, fps: float) -> np.ndarray:
+    """The 1-based video frame shown at each feature timestamp (frame k spans [(k-1)/fps, k/fps))."""
+    return np.floor(np.asarray(times, np.float64) * fps + 1e-6).astype(np.int64) + 1
+
+
+def steps_for_frames(times: np.ndarray, frames: np.ndarray, fps: float) -> np.ndarray:
+    """For each 1-based video frame, the index of the feature step nearest to it in time.
+
+    Feature steps may be missing (frames without a face dropped, a coarser feature rate); the
+    nearest step is the papers' "nearest valid frame" rule (003, 004).
+    """
+    times = np.asarray(times, np.float64)
+    centre = (np.asarray(frames, np.float64) - 1) / fps
+    right = np.clip(np.searchsorted(times, centre), 0, len(times) - 1)
+    left = np.clip(right - 1, 0, len(times) - 1)
+    return np.where(np.abs(times[right] - centre) < np.abs(times[left] - centre), right, left)
+
+
+def frame_targets(times: np.ndarray, fps: float, frames: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-step labels (T, K) of a track: the label of the frame each step shows; NaN where that
+    frame has no valid label."""
+    out = np.full((len(times), values.shape[1]), np.nan, np.float32)
+    if len(frames) == 0 or len(times) == 0:
+        return out
+    table = np.full((int(frames.max()) + 2, values.shape[1]), np.nan, np.float32)
+    table[frames] = values
+    shown = frames_at_steps(times, fps)
+    inside = shown < len(table)
+    out[inside] = table[shown[inside]]
+    return out
+
+
 def train_fold(
     manifest: pd.DataFrame,
     shard_paths: list[str | os.PathLike] | dict[str, list[str | os.PathLike]],
@@ -465,6 +514,8 @@ def train_fold(
     targets: list[str],
     settings: TrainSettings,
     k_folds: int | None = None,
+    frame_labels: pd.DataFrame | None = None,
+    metric: str | None = None,
     callback: Callable[[int, dict], None] | None = None,
 ) -> dict:
     """Train on the labelled clips outside ``fold``; predict ``fold`` (out-of-fold) and the test clips.
@@ -476,40 +527,58 @@ def train_fold(
     removed when the fold is complete. ``shard_paths`` as a dict {backbone: shards} (two or more)
     fuses the backbones (aligned on the first one's timeline); fusion models then get
     ``modality_dims`` from the data unless the run sets it. Returns the metrics dict.
+
+    Per-frame tasks (``settings.task`` va or au) take their labels from ``frame_labels`` (columns
+    id, frame, targets; see :func:`affectflow.datasets.affwild2.frame_label_table`) and the
+    manifest's ``fps`` and ``frames``: each feature step is labelled with the frame it shows, and
+    predictions are written per video frame (OOF: the labelled frames; test: frames 1..frames),
+    each taking the nearest feature step in time. ``metric`` (pearson, ccc, f1) scores the OOF
+    predictions; by default pearson for clip tasks, ccc for va and f1 for au.
     """
     s = settings
-    if s.task not in CLIP_TASKS:
-        raise ValueError(f"train_fold trains clip tasks ({', '.join(CLIP_TASKS)}); for per-frame task "
-                         f"{s.task!r} call fit() with per-frame Examples")
+    per_frame = s.task in FRAME_TASKS
+    if per_frame and frame_labels is None:
+        raise ValueError(f"task {s.task!r} is per frame: train_fold needs frame_labels (id, frame, targets)")
+    metric = metric or {"va": "ccc", "au": "f1"}.get(s.task, "pearson")
     out_dir = Path(out_dir)
     if s.fold_scheme != "manifest":
         manifest = make_folds(manifest, s.fold_scheme, k=k_folds or 5, seed=s.seed)
-    if isinstance(shard_paths, dict) and len(shard_paths) > 1:
-        sequences, dims = load_modalities(shard_paths)
-        if "modality_dims" not in s.model_params and _takes_modality_dims(s.model):
-            s = dataclasses.replace(s, model_params={**s.model_params, "modality_dims": dims})
-    else:
-        paths = next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths
-        sequences = load_features(paths)
+    sequences, times, dims = load_timed(shard_paths)
+    if dims is not None and "modality_dims" not in s.model_params and _takes_modality_dims(s.model):
+        s = dataclasses.replace(s, model_params={**s.model_params, "modality_dims": dims})
     settings = s
+    by_id = manifest.set_index("id")
     usable = {i for i, seq in sequences.items() if len(seq) > 0}
+    if per_frame:
+        labels_of = {int(i): (g["frame"].to_numpy(np.int64), g[targets].to_numpy(np.float32))
+                     for i, g in frame_labels.groupby("id", sort=False)}
+        step_labels = {i: frame_targets(times[i], float(by_id.at[i, "fps"]), *labels_of[i])
+                       for i in usable if i in labels_of}
+        usable_for_fit = {i for i, y in step_labels.items() if np.isfinite(y).any()}
+    else:
+        usable_for_fit = usable
     labelled = manifest[manifest["split"].isin(("train", "val")) & (manifest["fold"] != -1)]
     in_training = (labelled["fold"] != fold) | (labelled["fold"] == TRAIN_ONLY)
-    fit_ids = [int(i) for i in labelled.loc[in_training, "id"] if i in usable]
+    fit_ids = [int(i) for i in labelled.loc[in_training, "id"] if i in usable_for_fit]
     if len(fit_ids) < 2:
-        raise ValueError(f"fold {fold}: only {len(fit_ids)} training clips have features")
+        raise ValueError(f"fold {fold}: only {len(fit_ids)} training clips have features"
+                         + (" and labelled frames" if per_frame else ""))
     seed = s.seed + fold
     s = dataclasses.replace(s, seed=seed)
     train_ids, val_ids = _holdout(fit_ids, s.val_fraction, seed)
 
     frames = np.concatenate([sequences[i] for i in train_ids])
     mean, std = frames.mean(0), frames.std(0) + 1e-6
-    by_id = manifest.set_index("id")
 
     def x_of(i):
-        return torch.from_numpy(subsample((sequences[i] - mean) / std, s.max_steps).astype(np.float32))
+        x = (sequences[i] - mean) / std
+        # clip tasks subsample long clips to max_steps; per-frame tasks keep every step (segments
+        # bound the length instead) because every frame needs its own prediction
+        return torch.from_numpy((x if per_frame else subsample(x, s.max_steps)).astype(np.float32))
 
     def examples(ids):
+        if per_frame:
+            return [Example.make(x_of(i), step_labels[i], task=s.task) for i in ids]
         y = by_id.loc[ids, targets].to_numpy(np.float32)
         return [Example.make(x_of(i), y[n], task=s.task) for n, i in enumerate(ids)]
 
@@ -520,7 +589,7 @@ def train_fold(
                          fingerprint=fingerprint, callback=callback)
     log.info("fold %d: %d clips, final train loss %.4f", fold, len(train_ids), history["train_loss"][-1])
 
-    def predictions(ids: list[int]) -> pd.DataFrame:
+    def clip_predictions(ids: list[int]) -> pd.DataFrame:
         frame = pd.DataFrame({"id": ids})
         values = np.full((len(ids), len(targets)), np.nan, np.float32)
         have = [n for n, i in enumerate(ids) if i in usable]
@@ -530,22 +599,44 @@ def train_fold(
         frame[targets] = values
         return frame
 
+    def frame_predictions(wanted: dict[int, np.ndarray]) -> pd.DataFrame:
+        have = [i for i in wanted if i in usable]
+        preds = dict(zip(have, predict(model, [x_of(i) for i in have], settings=s, device=device))) if have else {}
+        parts = []
+        for i, ks in wanted.items():
+            values = np.full((len(ks), len(targets)), np.nan, np.float32)
+            if i in preds and len(ks):
+                values = preds[i][steps_for_frames(times[i], ks, float(by_id.at[i, "fps"]))]
+            part = pd.DataFrame(values, columns=targets)
+            part.insert(0, "frame", ks.astype(np.int64))
+            part.insert(0, "id", i)
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "frame", *targets])
+
     oof_ids = [int(i) for i in labelled.loc[labelled["fold"] == fold, "id"]] if fold >= 0 else []
     test_ids = [int(i) for i in manifest.loc[manifest["split"] == "test", "id"]]
-    oof, test = predictions(oof_ids), predictions(test_ids)
-
-    scored = oof.dropna()
-    truth = by_id.loc[scored["id"], targets].to_numpy()
-    per_target = pearson_per_target(truth, scored[targets].to_numpy(), targets) if len(scored) > 2 else {}
+    if per_frame:
+        oof = frame_predictions({i: labels_of[i][0] if i in labels_of else np.zeros(0, np.int64) for i in oof_ids})
+        test = frame_predictions({i: np.arange(1, int(by_id.at[i, "frames"]) + 1) for i in test_ids})
+        truth_table = frame_labels.set_index(["id", "frame"])
+        scored = oof.dropna()
+        truth = truth_table.loc[list(zip(scored["id"], scored["frame"])), targets].to_numpy() if len(scored) else None
+    else:
+        oof, test = clip_predictions(oof_ids), clip_predictions(test_ids)
+        scored = oof.dropna()
+        truth = by_id.loc[scored["id"], targets].to_numpy()
+    oof_score = score_task(metric, truth, scored[targets].to_numpy(), targets) if len(scored) > 2 else None
     metrics = {
         "fold": fold,
+        "task": s.task,
         "fold_scheme": s.fold_scheme,
         "train_clips": len(train_ids),
         "val_clips": len(val_ids),
         "oof_clips": len(oof_ids),
-        "oof_clips_predicted": len(scored),
-        "oof_pearson": per_target,
-        "oof_mean_pearson": float(np.mean(list(per_target.values()))) if per_target else float("nan"),
+        "oof_rows": len(oof),
+        "oof_rows_predicted": len(scored),
+        "oof_clips_predicted": int(scored["id"].nunique()),
+        "oof_score": oof_score or {"metric": metric, "per_target": {}, "mean": float("nan")},
         "train_loss": history["train_loss"],
         "monitored": history["monitored"],
         "lr": history["lr"],
@@ -554,6 +645,9 @@ def train_fold(
         "padding_fraction": float(np.mean(history["padding_fraction"])) if history["padding_fraction"] else 0.0,
         "device": device,
     }
+    if metric == "pearson":  # the EMI/ERI names the skeleton's readers know
+        metrics["oof_pearson"] = metrics["oof_score"]["per_target"]
+        metrics["oof_mean_pearson"] = metrics["oof_score"]["mean"]
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in (("oof.csv", oof), ("test.csv", test)):
         with atomic_path(out_dir / name) as tmp:

@@ -2,6 +2,7 @@
 from affectflow.config_check import check_names
 from affectflow.features.stage import cached_feature_signature
 from affectflow.job_resources import estimate_clips_per_shard, job_resources
+from affectflow.tasks import task_spec
 from affectflow.train import run_folds
 
 check_names(config)
@@ -12,7 +13,11 @@ ROOT = DATASET["root"]
 N_SHARDS = DATASET.get("n_shards", 8)
 SHARDS = list(range(N_SHARDS))
 RESULTS = f"results/{DS}"
-SUBMISSION = "results/submission.csv"
+SUBMISSION = config.get("submission", "results/submission.csv")
+TASK = task_spec(DATASET.get("task", "emi"))
+# Per-frame tasks (VA, AU): the labelled frames as one table (id, frame, targets), read by the
+# train, ensemble, submission and report rules.
+FRAME_LABELS = f"{RESULTS}/frame_labels.csv.gz"
 FACES = config["faces"]
 RUNS = config["train"]["runs"]
 K_FOLDS = config["train"].get("k_folds", 2)
@@ -35,6 +40,31 @@ wildcard_constraints:
     k=r"\d+",
     backbone="|".join(config["features"]),
     run="|".join(RUNS),
+
+
+def dataset_listing():
+    """The organisers' files the manifest is read from, by task (see affectflow.datasets)."""
+    if TASK.name == "emi":
+        return [f"{ROOT}/train_split.csv", f"{ROOT}/valid_split.csv"]
+    if TASK.name == "eri":
+        older = [f"{ROOT}/labels.csv", f"{ROOT}/partition.csv"]
+        return (
+            older
+            if not os.path.exists(f"{ROOT}/data_info.csv")
+            and all(map(os.path.exists, older))
+            else [f"{ROOT}/data_info.csv"]
+        )
+    challenge = {"va": "VA_Estimation_Challenge", "au": "AU_Detection_Challenge"}[
+        TASK.name
+    ]
+    return [f"{ROOT}/Annotations/{challenge}"] + [
+        DATASET[k] for k in ("test_list",) if k in DATASET
+    ]
+
+
+def truth_table():
+    """Labels the ensemble and report score against: the manifest (clip tasks) or frame labels."""
+    return FRAME_LABELS if TASK.per_frame else f"{RESULTS}/manifest.tsv"
 
 
 def feature_signature(wildcards):

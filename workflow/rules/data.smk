@@ -24,8 +24,7 @@ if "demo" in DATASET:
 
 rule manifest:
     input:
-        train=f"{ROOT}/train_split.csv",
-        valid=f"{ROOT}/valid_split.csv",
+        listing=dataset_listing(),
     output:
         manifest=f"{RESULTS}/manifest.tsv",
         shards=f"{RESULTS}/shards.tsv",
@@ -36,9 +35,29 @@ rule manifest:
     conda:
         "../../envs/affectflow.yaml"
     params:
-        root=lambda wildcards, input: os.path.dirname(input.train),
+        task=TASK.name,
+        root=ROOT,
+        options={k: DATASET[k] for k in ("test_list",) if k in DATASET},
         n_shards=N_SHARDS,
         k_folds=K_FOLDS,
         seed=config["train"].get("seed", 0),
     script:
         "../scripts/manifest.py"
+
+
+# Per-frame tasks: every valid labelled frame of the train/val tracks in one table.
+rule frame_labels:
+    input:
+        manifest=f"{RESULTS}/manifest.tsv",
+    output:
+        FRAME_LABELS,
+    log:
+        f"logs/frame_labels/{DS}.log",
+    benchmark:
+        f"benchmarks/frame_labels/{DS}.tsv"
+    conda:
+        "../../envs/affectflow.yaml"
+    params:
+        task=TASK.name,
+    script:
+        "../scripts/frame_labels.py"

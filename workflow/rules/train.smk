@@ -8,6 +8,7 @@ rule train:
     input:
         manifest=f"{RESULTS}/manifest.tsv",
         features=run_feature_shards,
+        frame_labels=[FRAME_LABELS] if TASK.per_frame else [],
     output:
         oof=f"{RESULTS}/train/{{run}}/fold{{k}}/oof.csv",
         test=f"{RESULTS}/train/{{run}}/fold{{k}}/test.csv",
@@ -29,5 +30,6 @@ rule train:
         settings=lambda wildcards: RUNS[wildcards.run],
         seed=config["train"].get("seed", 0),
         k_folds=K_FOLDS,
+        task=TASK.name,
     script:
         "../scripts/train.py"

@@ -1,14 +1,16 @@
 """Read the dataset, assign shards and folds, write the manifest."""
 
 from affectflow.atomic import write_text_atomic
-from affectflow.datasets.emi import read_emi_manifest, write_manifest
+from affectflow.datasets import read_dataset, write_manifest
 from affectflow.folds import assign_folds
 from affectflow.shards import assign_shards
 from affectflow.workflow_io import setup_logging
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
-manifest = assign_folds(assign_shards(read_emi_manifest(p.root), p.n_shards), p.k_folds, seed=p.seed)
+manifest = assign_folds(
+    assign_shards(read_dataset(p.task, p.root, **p.options), p.n_shards), p.k_folds, seed=p.seed
+)
 write_manifest(manifest, snakemake.output.manifest)
 counts = manifest.groupby(["shard", "split"]).size().unstack(fill_value=0)
 write_text_atomic(snakemake.output.shards, counts.to_csv(sep="\t"))

@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from affectflow.datasets.emi import read_manifest
+from affectflow.datasets import read_manifest
 from affectflow.gpu_slots import claim_gpus_for_job
 from affectflow.job_signals import exit_cleanly_on_sigterm
-from affectflow.tasks import EMI_TARGETS
+from affectflow.tasks import task_spec
 from affectflow.train import settings_from_run, shards_by_backbone, train_fold
 from affectflow.workflow_io import setup_logging
 
@@ -15,13 +16,17 @@ setup_logging(snakemake.log[0])
 torch.set_num_threads(max(1, snakemake.threads))  # the job's share of the cores, not all of them
 exit_cleanly_on_sigterm()  # scancel / time limit: remove the half-written shard, then fail
 claim_gpus_for_job(snakemake)  # a free device of its own, held until the job exits
-run = dict(snakemake.params.settings)
+spec = task_spec(snakemake.params.task)
+run = {"task": spec.name, **snakemake.params.settings}  # the data set's task unless the run says
+frame_labels = snakemake.input.frame_labels
 train_fold(
     read_manifest(snakemake.input.manifest),
     shards_by_backbone(list(snakemake.input.features), [run["backbone"], *run.get("fuse_with", [])]),
     int(snakemake.wildcards.k),
     Path(snakemake.output.metrics).parent,
-    targets=list(EMI_TARGETS),
+    targets=list(spec.targets),
     settings=settings_from_run(run, seed=snakemake.params.seed),
     k_folds=snakemake.params.k_folds,
+    frame_labels=pd.read_csv(frame_labels[0]) if frame_labels else None,
+    metric=spec.metric,
 )
