@@ -26,7 +26,10 @@ demo: venv
 	$(BIN)/snakemake --cores $(CORES) results/demo/test_score.json
 	$(BIN)/python -m affectflow.evaluate results/submission.csv results/demo/test_ground_truth.csv
 
+# The report test renders the Snakemake report in Debian's headless Chromium (installed with
+# apt-get when missing; needs root or sudo).
 test: venv
+	bash .ci/browser_deps.sh
 	$(BIN)/python -m pytest
 
 lint: venv

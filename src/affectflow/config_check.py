@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from affectflow.faces import DETECTORS
 from affectflow.features import BACKBONES
 from affectflow.models import MODELS
+from affectflow.recipes import resolve_run
 
 
 class ConfigError(ValueError):
@@ -33,8 +34,11 @@ def check_names(config: Mapping) -> None:
                 f"train.runs.{run}.backbone: {settings['backbone']!r} is not configured under features "
                 f"(configured: {', '.join(config['features']) or 'none'})"
             )
-        if settings["model"] not in MODELS:
-            raise ConfigError(f"train.runs.{run}.model: unknown {settings['model']!r}; known: {', '.join(MODELS.names())}")
+        model = resolve_run(settings).get("model")  # the run's own, else its recipe's
+        if model is None:
+            raise ConfigError(f"train.runs.{run}: no model (set model, or a recipe that names one)")
+        if model not in MODELS:
+            raise ConfigError(f"train.runs.{run}.model: unknown {model!r}; known: {', '.join(MODELS.names())}")
     for member in config["ensemble"]["members"]:
         if member not in runs:
             raise ConfigError(f"ensemble.members: {member!r} is not a run; runs: {', '.join(runs)}")

@@ -240,7 +240,7 @@ def build_media_shard(
                 clip.id,
                 {"audio": audio},
                 {**asdict(facts), "qc_status": status, "qc_reason": reason, "qc_flags": "; ".join(flags),
-                 "media": clip.media},
+                 "media": clip.media, "name": str(getattr(clip, "name", ""))},
             )
             qc_rows.append({"id": clip.id, "stage": "media", "status": status, "reason": reason,
                             "flags": "; ".join(flags), "audio_s": len(audio) / sample_rate, **asdict(facts)})

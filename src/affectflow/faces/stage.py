@@ -290,7 +290,10 @@ def _process_clip(media: dict, detector: FaceDetector, opts: FaceOptions, *,
         qc.update(status="truncated", reason=f"decoded {n} of about {expected} frames (file cut short?)")
 
     tracks = link_tracks(detected.candidates, max_gap=max(opts.max_gap, opts.detect_every))
-    main, choice = choose_main_track(tracks)
+    # Aff-Wild2 tracks "<video>_left" / "<video>_right" share one video: keep that side's person.
+    name = str(media.get("name", ""))
+    side = "left" if name.endswith("_left") else "right" if name.endswith("_right") else None
+    main, choice = choose_main_track(tracks, side=side)
     qc["n_tracks"] = choice.n_tracks
     with68 = main is not None and any(d.landmarks68 is not None for d in main.detections.values())
     boxes = np.full((n, 4), np.nan)

@@ -81,12 +81,25 @@ def link_tracks(detections: dict[int, list[Detection]], *, min_iou: float = 0.3,
     return tracks
 
 
-def choose_main_track(tracks: list[Track]) -> tuple[Track | None, TrackChoice]:
-    """The track with the largest total box area, and the record of the choice."""
+def choose_main_track(tracks: list[Track], *, side: str | None = None) -> tuple[Track | None, TrackChoice]:
+    """The track with the largest total box area, and the record of the choice.
+
+    ``side`` ("left" or "right") is for Aff-Wild2's ``<video>_left`` / ``<video>_right``
+    annotation tracks, two people sharing one video: among the substantial tracks (at least a
+    quarter of the largest total area, so a passing face in the background does not count) the
+    one whose boxes lie furthest to that side is kept.
+    """
     if not tracks:
         return None, TrackChoice(0, -1, 0, 0.0, 0.0)
+    if side not in (None, "left", "right"):
+        raise ValueError(f"side must be None, 'left' or 'right', not {side!r}")
     areas = np.array([t.total_area for t in tracks])
     order = np.argsort(-areas, kind="stable")
     best = int(order[0])
-    runner = float(areas[order[1]]) if len(tracks) > 1 else 0.0
+    if side is not None:
+        substantial = [i for i in range(len(tracks)) if areas[i] >= 0.25 * areas[best]]
+        centre_x = {i: float(np.mean([(d.box[0] + d.box[2]) / 2 for d in tracks[i].detections.values()]))
+                    for i in substantial}
+        best = (min if side == "left" else max)(substantial, key=lambda i: centre_x[i])
+    runner = float(max((areas[i] for i in range(len(tracks)) if i != best), default=0.0))
     return tracks[best], TrackChoice(len(tracks), best, len(tracks[best].detections), float(areas[best]), runner)
