@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from affectflow.ensemble import late_mean
+from affectflow.ensemble import build_ensemble
 from affectflow.h5store import ShardWriter
 from affectflow.models import create_model
 from affectflow.registry import UnknownNameError
-from affectflow.tasks import EMI_TARGETS
+from affectflow.tasks import EMI_TARGETS, task_spec
 from affectflow.train import TrainSettings, load_features, train_fold
 
 TARGETS = list(EMI_TARGETS)
@@ -208,7 +208,7 @@ def predictions(ids, rng, nan_ids=()):
     return frame
 
 
-def test_late_mean_averages_runs(tmp_path):
+def test_mean_ensemble_averages_runs(tmp_path):
     rng = np.random.default_rng(7)
     labelled = list(range(1, 21))
     test_ids = [101, 102, 103, 104]
@@ -229,7 +229,7 @@ def test_late_mean_averages_runs(tmp_path):
         runs[run] = dirs
 
     out = tmp_path / "fused"
-    score = late_mean(runs, manifest, out, targets=TARGETS)
+    score = build_ensemble(runs, manifest, out, spec=task_spec("emi"), method="mean")
 
     def run_test(dirs):
         frames = pd.concat([pd.read_csv(f"{d}/test.csv") for d in dirs])
@@ -268,24 +268,25 @@ def test_late_mean_averages_runs(tmp_path):
     truth = manifest.set_index("id").loc[labelled, TARGETS]
     fused_pearson = np.mean([np.corrcoef(truth[t], expected_oof.loc[labelled, t])[0, 1] for t in TARGETS])
     assert score["method"] == "mean"
-    assert score["oof"]["clips"] == 20
-    assert score["oof"]["mean_pearson"] == pytest.approx(fused_pearson, abs=1e-4)
+    assert score["oof"]["rows"] == 20
+    assert score["oof"]["mean"] == pytest.approx(fused_pearson, abs=1e-4)
     scored_b = oof_b.dropna()
     b_pearson = np.mean([np.corrcoef(truth.loc[scored_b.index, t], scored_b[t])[0, 1] for t in TARGETS])
-    assert score["members"]["b"]["clips"] == 19
-    assert score["members"]["b"]["mean_pearson"] == pytest.approx(b_pearson, abs=1e-4)
+    assert score["members"]["b"]["rows"] == 19
+    assert score["members"]["b"]["mean"] == pytest.approx(b_pearson, abs=1e-4)
 
-    assert json.loads((out / "members.json").read_text()) == {"method": "mean", "weights": {"a": 0.5, "b": 0.5}}
-    assert json.loads((out / "score.json").read_text())["oof"]["clips"] == 20
+    chosen = json.loads((out / "members.json").read_text())
+    assert chosen["method"] == "mean" and chosen["weights"] == {t: {"a": 0.5, "b": 0.5} for t in TARGETS}
+    assert json.loads((out / "score.json").read_text())["oof"]["rows"] == 20
 
 
-def test_late_mean_of_one_run_is_that_run(tmp_path):
+def test_mean_ensemble_of_one_run_is_that_run(tmp_path):
     rng = np.random.default_rng(1)
     manifest = pd.DataFrame({"id": [1, 2, 3, 4, 9], "split": ["train"] * 4 + ["test"], "fold": [0, 1, 0, 1, -1]})
     manifest[TARGETS] = rng.uniform(0, 1, (5, 6))
     dirs = [write_fold(tmp_path / f"f{k}", predictions([i for i in (1, 2, 3, 4) if i % 2 != k], rng),
                        predictions([9], rng)) for k in (0, 1)]
-    late_mean({"only": dirs}, manifest, tmp_path / "out", targets=TARGETS)
+    build_ensemble({"only": dirs}, manifest, tmp_path / "out", spec=task_spec("emi"), method="mean")
     fused = pd.read_csv(tmp_path / "out" / "test.csv").set_index("id")
     t0, t1 = (pd.read_csv(f"{d}/test.csv").set_index("id") for d in dirs)
     np.testing.assert_allclose(fused.loc[9, TARGETS].to_numpy(float),

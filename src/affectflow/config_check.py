@@ -39,6 +39,13 @@ def check_names(config: Mapping) -> None:
             raise ConfigError(f"train.runs.{run}: no model (set model, or a recipe that names one)")
         if model not in MODELS:
             raise ConfigError(f"train.runs.{run}.model: unknown {model!r}; known: {', '.join(MODELS.names())}")
+    from affectflow.ensemble import ENSEMBLERS
+
+    method = config["ensemble"].get("method", "mean")
+    if method not in ENSEMBLERS:
+        raise ConfigError(f"ensemble.method: unknown {method!r}; known: {', '.join(ENSEMBLERS.names())}")
+    if config["ensemble"].get("thresholds") and config["dataset"].get("task", "emi") != "au":
+        raise ConfigError("ensemble.thresholds: per-target thresholds are for binary targets (task au) only")
     for member in config["ensemble"]["members"]:
         if member not in runs:
             raise ConfigError(f"ensemble.members: {member!r} is not a run; runs: {', '.join(runs)}")

@@ -3,7 +3,7 @@
 
 rule ensemble:
     input:
-        manifest=f"{RESULTS}/manifest.tsv",
+        truth=truth_table(),
         folds=[
             f"{d}/{name}"
             for run in ENSEMBLE["members"]
@@ -24,6 +24,9 @@ rule ensemble:
     params:
         members={run: fold_dirs(run) for run in ENSEMBLE["members"]},
         method=ENSEMBLE.get("method", "mean"),
+        method_params=ENSEMBLE.get("params", {}),
+        thresholds=ENSEMBLE.get("thresholds", False),
+        task=TASK.name,
     script:
         "../scripts/ensemble.py"
 

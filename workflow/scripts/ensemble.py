@@ -1,17 +1,20 @@
-"""Late fusion of the configured runs."""
+"""Ensemble of the configured runs, fitted on their out-of-fold predictions."""
 
 from pathlib import Path
 
-from affectflow.datasets.emi import read_manifest
-from affectflow.ensemble import late_mean
-from affectflow.tasks import EMI_TARGETS
+from affectflow.ensemble import build_ensemble, load_truth
+from affectflow.tasks import task_spec
 from affectflow.workflow_io import setup_logging
 
 log = setup_logging(snakemake.log[0])
-score = late_mean(
+spec = task_spec(snakemake.params.task)
+score = build_ensemble(
     dict(snakemake.params.members),
-    read_manifest(snakemake.input.manifest),
+    load_truth(snakemake.input.truth, spec),  # manifest.tsv (clip tasks) or frame_labels.csv.gz
     Path(snakemake.output.score).parent,
-    targets=list(EMI_TARGETS),
+    spec=spec,
+    method=snakemake.params.method,
+    params=dict(snakemake.params.method_params or {}),
+    thresholds=bool(snakemake.params.thresholds),
 )
-log.info("OOF mean Pearson: %s", score["oof"].get("mean_pearson"))
+log.info("OOF %s: %s on %d rows", spec.metric, score["oof"]["mean"], score["oof"]["rows"])
