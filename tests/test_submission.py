@@ -54,15 +54,15 @@ def test_values_are_clipped_and_counted(tmp_path):
     assert rows[1][5] == "1.000000"
 
 
-def test_missing_ids_without_fallback_raise_and_list_first_ten(tmp_path):
+def test_missing_ids_without_fallback_raise_and_list_first_five(tmp_path):
     path = tmp_path / "p.csv"
     expected = list(range(100, 125))
     with pytest.raises(SubmissionError) as info:
         write_emi_submission(preds([100]), expected, path)
     msg = str(info.value)
-    assert "24 expected id(s)" in msg
-    assert "101, 102" in msg and "110" in msg
-    assert "111" not in msg  # only the first ten are listed
+    assert "24 expected row(s)" in msg and "(24 in all)" in msg
+    assert "101, 102" in msg and "105" in msg
+    assert "106" not in msg  # only the first five are listed
     assert not path.exists()
 
 
@@ -93,7 +93,7 @@ def test_unexpected_ids_raise(tmp_path):
 
 
 def test_duplicate_prediction_ids_raise(tmp_path):
-    with pytest.raises(SubmissionError, match=r"duplicate prediction id\(s\): 5"):
+    with pytest.raises(SubmissionError, match=r"duplicate prediction key\(s\) \['id'\]: 5"):
         write_emi_submission(preds([5, 6, 5]), [5, 6], tmp_path / "p.csv")
 
 
@@ -128,8 +128,8 @@ def test_validate_accepts_good_file(tmp_path):
     [
         ([HEADER.replace("Empathic Pain", "Empathic_Pain"), *GOOD], r"line 1: wrong header"),
         ([",".join(reversed(HEADER.split(","))), *GOOD], r"line 1: wrong header"),
-        ([HEADER, GOOD[0]], r"1 expected id\(s\) missing: 2"),
-        ([HEADER, *GOOD, "3,0,0,0,0,0,0"], r"1 unexpected id\(s\): 3"),
+        ([HEADER, GOOD[0]], r"1 expected row\(s\) missing \(the file ends at line 2\), Filename: 2"),
+        ([HEADER, *GOOD, "3,0,0,0,0,0,0"], r"line 4: 1 unexpected row\(s\), Filename not expected: 3 \(line 4\)"),
         ([HEADER, *GOOD, GOOD[0]], r"line 4: duplicate Filename 1"),
         ([HEADER, GOOD[0], "2,0,0,nan,0,0,1"], r"line 3: Determination value is NaN"),
         (
@@ -157,7 +157,7 @@ def test_validation_runs_before_rename(tmp_path, monkeypatch):
     # If validating the written temp file fails, nothing may appear at the final path.
     import affectflow.submission as submission
 
-    def reject(path, expected, *, shown):
+    def reject(path, spec, expected, *, shown):
         assert path != shown  # it is the temporary file that gets checked
         raise SubmissionError("simulated validation failure")
 

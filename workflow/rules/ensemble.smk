@@ -38,6 +38,10 @@ rule submission:
     input:
         manifest=f"{RESULTS}/manifest.tsv",
         test=rules.ensemble.output.test,
+        # per-frame tasks: the training mean for tracks no run predicts, and the organisers'
+        # sample file naming the frames to submit (default: every frame of each test track)
+        frame_labels=[FRAME_LABELS] if TASK.per_frame else [],
+        sample_frames=[DATASET["sample_file"]] if "sample_file" in DATASET else [],
     output:
         SUBMISSION,
     log:
@@ -46,6 +50,8 @@ rule submission:
         f"benchmarks/submission/{DS}.tsv"
     conda:
         "../../envs/affectflow.yaml"
+    params:
+        task=TASK.name,
     script:
         "../scripts/submission.py"
 
