@@ -22,7 +22,8 @@ $(STAMP): envs/requirements.lock pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/snakemake --cores $(CORES) results/submission.csv results/demo/qc/summary.tsv
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
 	$(BIN)/snakemake --cores $(CORES) results/demo/test_score.json
 	$(BIN)/python -m affectflow.evaluate results/submission.csv results/demo/test_ground_truth.csv
 

@@ -38,3 +38,4 @@ rule all:
     input:
         SUBMISSION,
         QC_REPORT,
+        REPORT_FIGURES,

@@ -88,6 +88,7 @@ def test_backbone_contract(name, tiny_params):
 
 
 DIMS = {  # dimensions the papers and the libraries define (tiny models: their config sizes)
+    "iresnet100_512": 512,
     "dlib_face128": 128, "dlib_landmarks68": 136, "fer2013_probs7": 7, "resnet18_pool512": 512,
     "resnet18_maps": 7 * 7 * 256, "openface_au34": 34, "vidmimic_vit384": 384, "mfcc128": 128,
     "mfcc128_stack8": 1024, "kaldi_fbank": 80, "egemaps_v02_lld": 25, "egemaps_v02_func": 88,

@@ -59,3 +59,64 @@ def test_recipe_cites_the_reference_row_it_implements(name):
         table = [" | ".join(c.strip() for c in line.strip("|").split("|")) for line in REFERENCE.read_text().splitlines()
                  if line.startswith("| ")]
         assert row in table, f"{name} cites {row!r}, which is not a row of REFERENCE.md"
+
+
+def build_fixture(task: str, root: Path) -> tuple[Path, dict]:
+    """The tiny data set of the recipe's task, and the dataset options it needs."""
+    from affectflow.testing import make_affwild2, make_reaction, make_vidmimic
+    from affectflow.testing.datasets import SAMPLE_SUBMISSION_NAMES
+
+    if task == "emi":
+        return make_vidmimic(root, n_clips=14), {}
+    if task == "eri":
+        return make_reaction(root, layout="data_info", n_clips=14), {}
+    make_affwild2(root, n_videos=12, two_person=True)
+    return root, {"sample_file": str(root / SAMPLE_SUBMISSION_NAMES[task])}
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
+    config = load(name)
+    task = task_spec(config["dataset"]["task"])
+    data, options = build_fixture(task.name, tmp_path / "data")
+    tiny = tiny_recipe_config(config, data_root=data, weights_dir=tmp_path / "weights", name=f"tiny_{name}",
+                              dataset_options=options)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(tiny, sort_keys=False))
+    work = tmp_path / "work"
+    run_snakemake(work, tiny["submission"], "--cores", "2", "--configfile", str(configfile))
+
+    submission = pd.read_csv(work / tiny["submission"], dtype={task.submission_key: str})
+    assert list(submission.columns) == [task.submission_key, *task.targets]
+    # what must be listed, read here from the fixture's own files (not through the readers)
+    if task.name == "emi":
+        labelled = set(pd.read_csv(data / "train_split.csv")["Filename"]) | set(pd.read_csv(data / "valid_split.csv")["Filename"])
+        expected = sorted(str(int(p.stem)) for p in (data / "raw").glob("*.mp4") if int(p.stem) not in labelled)
+        assert sorted(submission[task.submission_key], key=int) == sorted(expected, key=int)
+    elif task.name == "eri":
+        info = pd.read_csv(data / "data_info.csv", dtype={"File_ID": str})
+        assert sorted(submission[task.submission_key]) == sorted(info.loc[info["Split"] == "Test", "File_ID"])
+    else:
+        sample = pd.read_csv(options["sample_file"])
+        assert submission[task.submission_key].tolist() == sample["image_location"].tolist()
+    values = submission[list(task.targets)].to_numpy(float)
+    assert not pd.isna(values).any()
+    assert ((values >= task.low) & (values <= task.high)).all()
+    if task.binary:
+        assert set(pd.unique(values.ravel())) <= {0.0, 1.0}
+    # the validator accepts it too, against the manifest the workflow wrote
+    results = work / "results" / f"tiny_{name}"
+    manifest = read_manifest(results / "manifest.tsv")
+    from affectflow.datasets.affwild2 import read_sample_frames
+
+    sample_frames = read_sample_frames(options["sample_file"]) if "sample_file" in options else None
+    assert validate_submission(work / tiny["submission"], task, expected_rows(task, manifest, sample_frames=sample_frames)) \
+        == len(submission)
+    # the ensemble wrote its members, weights summing to 1 per target, and its OOF score
+    ensemble = results / "ensemble" / tiny["ensemble"]["name"]
+    members = json.loads((ensemble / "members.json").read_text())
+    for target, weights in members["weights"].items():
+        assert set(weights) <= set(tiny["ensemble"]["members"])
+        assert sum(weights.values()) == pytest.approx(1.0)
+    score = json.loads((ensemble / "score.json").read_text())
+    assert score["metric"] == task.metric and set(score["oof"]["per_target"]) == set(task.targets)

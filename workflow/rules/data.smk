@@ -36,7 +36,7 @@ rule manifest:
         "../../envs/affectflow.yaml"
     params:
         task=TASK.name,
-        root=ROOT,
+        root=lambda wildcards: ROOT,
         options={k: DATASET[k] for k in ("test_list",) if k in DATASET},
         n_shards=N_SHARDS,
         k_folds=K_FOLDS,

@@ -34,6 +34,9 @@ __all__ = [
     "DatasetError",
     "MANIFEST_COLUMNS",
     "SPLIT_FILES",
+    "STRING_COLUMNS",
+    "INT_COLUMNS",
+    "FLOAT_COLUMNS",
     "read_emi_manifest",
     "read_manifest",
     "write_manifest",
@@ -213,11 +216,23 @@ def read_emi_manifest(root: str | os.PathLike) -> pd.DataFrame:
     return df.sort_values("id", kind="stable").reset_index(drop=True)
 
 
+#: Optional manifest columns that always hold text (an organisers' key such as "00012" or
+#: "[16708]" must not turn into a number, an empty path must stay "").
+STRING_COLUMNS: tuple[str, ...] = ("split", "subject", "media", "name", "labels", "crops")
+#: Optional manifest columns that always hold integers (``frames``: video frame count).
+INT_COLUMNS: tuple[str, ...] = ("id", "frames")
+#: Optional manifest columns that always hold floats (``fps``: video frame rate; NaN if unknown).
+FLOAT_COLUMNS: tuple[str, ...] = ("fps",)
+
+
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a manifest as tab-separated text, atomically.
 
     Missing values (NaN targets, empty subjects) are written as empty fields; floats
     are written with full precision so :func:`read_manifest` gives them back exactly.
+    Besides :data:`MANIFEST_COLUMNS` a manifest may carry ``name`` and, for per-frame
+    tasks, ``labels``, ``fps``, ``frames`` and ``crops`` instead of target columns;
+    :func:`read_manifest` restores all of them with their dtypes.
     """
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
@@ -232,9 +247,11 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> None:
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read a manifest written by :func:`write_manifest`, restoring the dtypes.
 
-    ``id`` becomes int, ``split``/``subject``/``media`` strings (an empty subject stays
-    ""), and every other column is converted to numbers where all its non-empty
-    values are numeric (empty fields become NaN); otherwise it is kept as strings.
+    ``id`` and ``frames`` become int64, ``fps`` float64, ``split``/``subject``/``media``/
+    ``name``/``labels``/``crops`` strings (an empty value stays "", and a name such as
+    "00012" or "[16708]" stays text), and every other column (targets, shard, fold) is
+    converted to numbers where all its non-empty values are numeric (empty fields become
+    NaN); otherwise it is kept as strings. Target columns may be absent (per-frame tasks).
     """
     path = Path(path)
     if not path.is_file():
@@ -247,13 +264,28 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         raise DatasetError(
             f"{path}: missing manifest column(s) {missing} (expected {list(MANIFEST_COLUMNS)} first)"
         )
-    bad = df.index[~df["id"].str.fullmatch(r"-?\d+")]
-    if len(bad):
-        row = int(bad[0])
-        raise DatasetError(f"{_where(path, row + 2)}: id {df['id'].iloc[row]!r} is not an integer")
-    df["id"] = df["id"].astype("int64")
+    for col in INT_COLUMNS:
+        if col not in df.columns:
+            continue
+        bad = df.index[~df[col].str.fullmatch(r"-?\d+")]
+        if len(bad):
+            row = int(bad[0])
+            # line = row + 2: the header is line 1
+            raise DatasetError(
+                f"{_where(path, row + 2)}: {col} {df[col].iloc[row]!r} is not an integer"
+            )
+        df[col] = df[col].astype("int64")
+    for col in FLOAT_COLUMNS:
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
+        bad = df.index[values.isna() & (df[col] != "")]
+        if len(bad):
+            row = int(bad[0])
+            raise DatasetError(f"{_where(path, row + 2)}: {col} {df[col].iloc[row]!r} is not a number")
+        df[col] = values.astype("float64")
     for col in df.columns:
-        if col in MANIFEST_COLUMNS:
+        if col in MANIFEST_COLUMNS or col in STRING_COLUMNS or col in INT_COLUMNS or col in FLOAT_COLUMNS:
             continue
         values = df[col].replace("", np.nan)
         try:

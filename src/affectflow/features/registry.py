@@ -84,6 +84,7 @@ from affectflow.features import (  # noqa: E402,F401
     dlib_face,
     fbank,
     fer_tflite,
+    iresnet,
     landmarks,
     mfcc,
     openface,

@@ -43,6 +43,33 @@ def resnet18_checkpoint(path: Path, *, n_classes: int = 8, seed: int = 0, wrap: 
     return path
 
 
+def iresnet_checkpoint(path: Path, *, depth: int = 18, seed: int = 0, wrap: bool = False) -> Path:
+    """A randomly initialised IResNet (arcface_torch layout) state_dict of ``depth``, saved with
+    torch.save; ``wrap`` stores it as {"state_dict": {"module." + key: ...}}. Depth 18 is the
+    smallest real configuration (the 512 * 7 * 7 fc layer makes it ~96 MB)."""
+    import torch
+
+    from affectflow.features.iresnet import build_iresnet
+
+    torch.manual_seed(seed)
+    model = build_iresnet(depth)
+    # random BatchNorm statistics and affine parameters (the frozen embedding scale included),
+    # so that eval-mode normalisation is not the identity
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+    state = model.state_dict()
+    if wrap:
+        state = {"state_dict": {f"module.{k}": v for k, v in state.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
 def image_checkpoint(path: Path, arch: str, *, seed: int = 0) -> Path:
     """A randomly initialised torchvision (``arch``) or timm (``timm/<name>``) state_dict."""
     import torch
@@ -139,6 +166,7 @@ def tiny_backbone_params(root: Path) -> dict[str, dict]:
     """
     root = Path(root)
     resnet = resnet18_checkpoint(root / "resnet18.pt")
+    iresnet = iresnet_checkpoint(root / "iresnet18.pt", depth=18)  # the smallest real IResNet
     openface = root / "openface"
     openface_csv(openface / "1.csv", 12)
     vidmimic = root / "vidmimic"
@@ -150,6 +178,7 @@ def tiny_backbone_params(root: Path) -> dict[str, dict]:
         "fer2013_probs7": {},
         "resnet18_pool512": {"weights": str(resnet)},
         "resnet18_maps": {"weights": str(resnet)},
+        "iresnet100_512": {"weights": str(iresnet), "depth": 18},
         "image_local": {"arch": "timm/test_vit", "weights": str(image_checkpoint(root / "test_vit.pt", "timm/test_vit")),
                         "input_size": 160},
         "dino_vits16": {"weights": str(vit_dir(root / "vit"))},
