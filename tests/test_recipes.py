@@ -84,7 +84,8 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(tiny, sort_keys=False))
     work = tmp_path / "work"
-    run_snakemake(work, tiny["submission"], "--cores", "2", "--configfile", str(configfile))
+    # the default target: submission, data-quality report and the report's figures
+    run_snakemake(work, "--cores", "2", "--configfile", str(configfile))
 
     submission = pd.read_csv(work / tiny["submission"], dtype={task.submission_key: str})
     assert list(submission.columns) == [task.submission_key, *task.targets]
@@ -120,3 +121,9 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
         assert sum(weights.values()) == pytest.approx(1.0)
     score = json.loads((ensemble / "score.json").read_text())
     assert score["metric"] == task.metric and set(score["oof"]["per_target"]) == set(task.targets)
+    # the report's figures exist for every run of the recipe, whatever the task
+    report = results / "report"
+    assert (report / "scores.svg").stat().st_size > 0
+    for run in tiny["train"]["runs"]:
+        assert (report / "learning_curves" / f"{run}.svg").stat().st_size > 0
+        assert (report / "oof" / f"run-{run}.svg").stat().st_size > 0

@@ -11,6 +11,14 @@ from copy import deepcopy
 from types import MappingProxyType
 
 _PLATEAU_HALVE_10 = {"factor": 0.5, "patience": 10}  # 000, 001: halve after 10 stale epochs
+# 001's per-branch temporal encoder: TCN (k=3, 5 layers) + temporal positions + Transformer (dim
+# 128). Shared by the fused recipe and the unimodal branch recipe so that a trained branch fits.
+_YU2023_ERI_ENCODER = {"hidden": 128, "tcn_layers": 5, "kernel": 3, "dim": 128,
+                       "layers": 2,  # transformer depth not stated
+                       "heads": 4}
+_YU2023_ERI_TRAINING = {"loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_size": 64, "max_steps": 32,
+                        "epochs": 100,  # not stated
+                        "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5"}
 
 RECIPES = MappingProxyType({
     # 000 Yu et al. 2024, EMI: TCN (k=3, 5 layers) -> Transformer (2 blocks, 4 heads, attention
@@ -35,15 +43,21 @@ RECIPES = MappingProxyType({
     # 001 Yu et al. 2023, ERI: per-branch TCN + temporal positions + Transformer (dim 128), fused
     # by modality dropout (p_m 0.9, p_v 0.5), concat + LayerNorm + Linear, attention pooling,
     # sigmoid; MSE, Adam 1e-4, batch 64, 32 frames, halve after 10 stale epochs, 5-fold train+val.
+    # The branches are trained first (yu2023_eri_branch) and loaded frozen: run keys
+    # init_branches / freeze_branches (affectflow.branch_init).
     "yu2023_eri": {
         "model": "fusion",
-        "model_params": {"fusion": "late_encoders", "encoder": "tcn_transformer", "hidden": 128, "tcn_layers": 5,
-                         "kernel": 3, "dim": 128, "layers": 2,  # transformer depth not stated
-                         "heads": 4, "fusion_dim": 128, "modality_dropout": {"p_m": 0.9, "p_v": 0.5},
+        "model_params": {"fusion": "late_encoders", "encoder": "tcn_transformer", **_YU2023_ERI_ENCODER,
+                         "fusion_dim": 128, "modality_dropout": {"p_m": 0.9, "p_v": 0.5},
                          "pooling": "attention", "head_hidden": [], "sigmoid": True},
-        "loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_size": 64, "max_steps": 32,
-        "epochs": 100,  # not stated
-        "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5",
+        **_YU2023_ERI_TRAINING,
+    },
+    # 001's unimodal branch, trained first on one modality: the same encoder, attention pooling,
+    # Linear, sigmoid (the branch head is not stated; the fused head's form is reused).
+    "yu2023_eri_branch": {
+        "model": "tcn_transformer",
+        "model_params": {**_YU2023_ERI_ENCODER, "pooling": "attention", "head_hidden": [], "sigmoid": True},
+        **_YU2023_ERI_TRAINING,
     },
     # 001's visual branch on face crops (frames, not cached features).
     "yu2023_eri_visual": {

@@ -69,20 +69,33 @@ class TrainSettings:
     carry_state: bool = False  # LSTM/GRU: carry the hidden state across consecutive segments (003)
     fold_scheme: str = "manifest"  # manifest, official, grouped, trainval5, train5_val, train5_val2, mix
     checkpoint_every: int = 1  # epochs between resumable checkpoints
+    # task au (004): {region: features key of the run's backbone with that face half masked};
+    # training tracks get masked copies, see :func:`mask_copy_labels`
+    mask_augment: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in CLIP_TASKS + FRAME_TASKS:
             raise ValueError(f"task {self.task!r}; known: {', '.join(CLIP_TASKS + FRAME_TASKS)}")
+        _check_mask_augment(self.mask_augment)
         if self.batching not in ("bucket", "random"):
             raise ValueError(f"batching {self.batching!r}; known: bucket, random")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
 
 
+def _check_mask_augment(mask_augment) -> None:
+    from affectflow.faces.masking import REGIONS
+
+    if not isinstance(mask_augment, dict) or set(mask_augment) - set(REGIONS) \
+            or not all(isinstance(v, str) and v for v in mask_augment.values()):
+        raise ValueError(f"mask_augment {mask_augment!r}: expected {{upper: <features key>, lower: <features key>}} "
+                         "(either or both), each the run's backbone with that mask")
+
+
 def settings_from_run(run: dict, *, seed: int = 0) -> TrainSettings:
     """TrainSettings from a config run (its recipe underneath); ``backbone`` is not a setting."""
     resolved = resolve_run(run)
-    for key in ("backbone", "fuse_with"):  # what the run reads, not how it trains
+    for key in ("backbone", "fuse_with", "init_branches", "freeze_branches"):  # what the run reads, not how it trains
         resolved.pop(key, None)
     known = {f.name for f in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(resolved) - known)
@@ -127,6 +140,32 @@ def check_runs(train_config: dict, features: dict | None = None) -> None:
             if features is not None and other not in features:
                 raise ValueError(f"train.runs.{name}.fuse_with: {other!r} is not configured under features "
                                  f"(configured: {', '.join(features) or 'none'})")
+        if features is not None:
+            check_mask_augment(name, run["backbone"], s.mask_augment, features)
+
+
+def check_mask_augment(run_name: str, backbone: str, mask_augment: dict, features: dict) -> None:
+    """Each ``mask_augment`` entry must name a ``features`` key that is the run's ``backbone``
+    (same backbone and parameters) with ``mask`` set to that region; else fail naming the key."""
+    from affectflow.features.stage import RUNTIME_KEYS
+
+    def core(key):  # what makes the features: backbone name and parameters, not mask or speed
+        entry = dict(features[key] or {})
+        entry.setdefault("backbone", key)
+        return {k: v for k, v in entry.items() if k not in ("mask", *RUNTIME_KEYS)}
+
+    for region, key in mask_augment.items():
+        where = f"train.runs.{run_name}.mask_augment.{region}"
+        if key not in features:
+            raise ValueError(f"{where}: {key!r} is not configured under features "
+                             f"(configured: {', '.join(features) or 'none'})")
+        mask = (features[key] or {}).get("mask")
+        if mask != region:
+            raise ValueError(f"{where}: features.{key} has mask {mask!r}; the {region}-masked copy needs "
+                             f"features.{key}.mask: {region}")
+        if backbone in features and core(key) != core(backbone):
+            raise ValueError(f"{where}: features.{key} must be the run's backbone features.{backbone} with mask "
+                             f"{region} (same backbone and parameters): {core(key)} != {core(backbone)}")
 
 
 def load_features(shard_paths: list[str | os.PathLike], *, with_times: bool = False) -> dict:
@@ -505,6 +544,60 @@ def frame_targets(times: np.ndarray, fps: float, frames: np.ndarray, values: np.
     return out
 
 
+def mask_copy_labels(y: np.ndarray, targets: list[str], region: str) -> np.ndarray | None:
+    """The per-step labels of a track's ``region``-masked copy (paper 004's data balancing), or
+    None when the track gets no such copy.
+
+    004 (section 3.1) adds masked copies for the AUs with below-average positives
+    (:data:`affectflow.faces.masking.AUGMENTED_AUS`) and sets the AUs under the mask to 0. Per
+    track, the rule here: a copy is kept when the track has at least one labelled step on which an
+    augmented AU that stays *visible* under the mask is positive (upper mask: AU12, AU15, AU23,
+    AU24, AU26; lower mask: AU1, AU2, AU4 of the ABAW set), so that each copy adds positives of a
+    rare AU; a copy of a track without one would only add negatives. In the copy, the AUs under
+    the mask (:data:`~affectflow.faces.masking.UPPER_AUS` / ``LOWER_AUS``) are 0 on every labelled
+    step; unlabelled steps (NaN) stay unlabelled; the visible AUs keep their labels.
+    """
+    from affectflow.faces.masking import AUGMENTED_AUS, LOWER_AUS, REGIONS, UPPER_AUS
+
+    if region not in REGIONS:
+        raise ValueError(f"region {region!r}; options: {', '.join(REGIONS)}")
+    y = np.asarray(y, np.float32)
+    if y.ndim != 2 or y.shape[1] != len(targets):
+        raise ValueError(f"expected labels (T, {len(targets)}), not shape {y.shape}")
+    hidden_set = UPPER_AUS if region == "upper" else LOWER_AUS
+    hidden = [j for j, t in enumerate(targets) if t in hidden_set]
+    rare_visible = [j for j, t in enumerate(targets) if t in AUGMENTED_AUS and t not in hidden_set]
+    labelled = np.isfinite(y) & (y >= 0)
+    if not rare_visible or not ((y[:, rare_visible] > 0.5) & labelled[:, rare_visible]).any():
+        return None
+    out = y.copy()
+    out[:, hidden] = np.where(labelled[:, hidden], 0.0, y[:, hidden])
+    return out
+
+
+def masked_shard_layouts(shard_paths: list[str | os.PathLike] | dict[str, list[str | os.PathLike]],
+                         mask_augment: dict[str, str]) -> dict[str, list[str] | dict[str, list[str]]]:
+    """For each region of ``mask_augment``, ``shard_paths`` with the run's own backbone (the list,
+    or the dict's first entry) swapped for its masked copy; fused backbones stay.
+
+    The masked copy's shards are found beside the backbone's, in the features stage's layout
+    ``.../features/<features key>/shard-<s>.h5``; a missing one fails naming it.
+    """
+    own = list(next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths)
+    layouts = {}
+    for region, key in mask_augment.items():
+        paths = [str(Path(p).parent.parent / key / Path(p).name) for p in own]
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"mask_augment.{region}: no feature shard(s) {missing} of the masked copy {key!r}")
+        if isinstance(shard_paths, dict):
+            rest = list(shard_paths.items())[1:]
+            layouts[region] = {key: paths, **{b: list(p) for b, p in rest}}
+        else:
+            layouts[region] = paths
+    return layouts
+
+
 def train_fold(
     manifest: pd.DataFrame,
     shard_paths: list[str | os.PathLike] | dict[str, list[str | os.PathLike]],
@@ -517,6 +610,7 @@ def train_fold(
     frame_labels: pd.DataFrame | None = None,
     metric: str | None = None,
     callback: Callable[[int, dict], None] | None = None,
+    masked_shards: dict[str, list[str | os.PathLike] | dict[str, list[str | os.PathLike]]] | None = None,
 ) -> dict:
     """Train on the labelled clips outside ``fold``; predict ``fold`` (out-of-fold) and the test clips.
 
@@ -534,6 +628,14 @@ def train_fold(
     predictions are written per video frame (OOF: the labelled frames; test: frames 1..frames),
     each taking the nearest feature step in time. ``metric`` (pearson, ccc, f1) scores the OOF
     predictions; by default pearson for clip tasks, ccc for va and f1 for au.
+
+    ``settings.mask_augment`` (task au, paper 004's data balancing) adds, for each training track
+    (not the held-out validation tracks, never OOF or test), a copy whose visual features come from
+    the face-masked shards of the same backbone (same timeline) and whose labels follow
+    :func:`mask_copy_labels`. ``masked_shards`` gives each region's shards laid out like
+    ``shard_paths`` (default: :func:`masked_shard_layouts`, beside the backbone's); with fused
+    backbones only the run's own backbone is swapped, the fused ones stay. The feature
+    normalisation is computed on the original tracks only.
     """
     s = settings
     per_frame = s.task in FRAME_TASKS
@@ -569,6 +671,8 @@ def train_fold(
 
     frames = np.concatenate([sequences[i] for i in train_ids])
     mean, std = frames.mean(0), frames.std(0) + 1e-6
+    copies = _mask_copies(s, shard_paths, masked_shards, train_ids, dims, frames.shape[1], by_id,
+                          labels_of if per_frame else {}, targets)
 
     def x_of(i):
         x = (sequences[i] - mean) / std
@@ -583,11 +687,16 @@ def train_fold(
         return [Example.make(x_of(i), y[n], task=s.task) for n, i in enumerate(ids)]
 
     device = pick_device(s.device)
-    fingerprint = json.dumps({"fold": fold, "train": train_ids, "val": val_ids, "targets": targets})
-    model, history = fit(s, examples(train_ids), val=examples(val_ids) or None, input_dim=frames.shape[1],
+    train_examples = examples(train_ids) + [
+        Example.make(torch.from_numpy(((x - mean) / std).astype(np.float32)), y, task=s.task)
+        for _, _, x, y in copies]
+    fingerprint = json.dumps({"fold": fold, "train": train_ids, "val": val_ids, "targets": targets,
+                              **({"mask_copies": [[r, i] for r, i, _, _ in copies]} if copies else {})})
+    model, history = fit(s, train_examples, val=examples(val_ids) or None, input_dim=frames.shape[1],
                          output_dim=len(targets), device=device, checkpoint=out_dir / "checkpoint.pt",
                          fingerprint=fingerprint, callback=callback)
-    log.info("fold %d: %d clips, final train loss %.4f", fold, len(train_ids), history["train_loss"][-1])
+    log.info("fold %d: %d clips + %d masked copies, final train loss %.4f", fold, len(train_ids), len(copies),
+             history["train_loss"][-1])
 
     def clip_predictions(ids: list[int]) -> pd.DataFrame:
         frame = pd.DataFrame({"id": ids})
@@ -631,6 +740,7 @@ def train_fold(
         "task": s.task,
         "fold_scheme": s.fold_scheme,
         "train_clips": len(train_ids),
+        "train_examples": len(train_examples),
         "val_clips": len(val_ids),
         "oof_clips": len(oof_ids),
         "oof_rows": len(oof),
@@ -645,6 +755,8 @@ def train_fold(
         "padding_fraction": float(np.mean(history["padding_fraction"])) if history["padding_fraction"] else 0.0,
         "device": device,
     }
+    if s.mask_augment:
+        metrics["mask_copies"] = {r: sum(c[0] == r for c in copies) for r in s.mask_augment}
     if metric == "pearson":  # the EMI/ERI names the skeleton's readers know
         metrics["oof_pearson"] = metrics["oof_score"]["per_target"]
         metrics["oof_mean_pearson"] = metrics["oof_score"]["mean"]
@@ -659,3 +771,36 @@ def train_fold(
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     (out_dir / "checkpoint.pt").unlink(missing_ok=True)
     return metrics
+
+
+def _mask_copies(s: TrainSettings, shard_paths, masked_shards, train_ids: list[int], dims, width: int,
+                 by_id: pd.DataFrame, labels_of: dict, targets: list[str]
+                 ) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """train_fold's masked copies (paper 004): (region, track id, features, labels) per kept copy."""
+    from affectflow.faces.masking import REGIONS
+
+    if not s.mask_augment:
+        return []
+    if s.task != "au":
+        raise ValueError(f"mask_augment (paper 004's face-masked copies) is for task au, not {s.task!r}")
+    layouts = masked_shards if masked_shards is not None else masked_shard_layouts(shard_paths, s.mask_augment)
+    missing = sorted(set(s.mask_augment) - set(layouts))
+    if missing:
+        raise ValueError(f"mask_augment names region(s) {missing} but masked_shards has only {sorted(layouts)}")
+    copies = []
+    for region in (r for r in REGIONS if r in s.mask_augment):
+        sequences, times, masked_dims = load_timed(layouts[region])
+        if masked_dims != dims:
+            raise ValueError(f"mask_augment.{region}: feature widths {masked_dims} differ from the run's {dims}")
+        for i in train_ids:
+            x = sequences.get(i)
+            if x is None or not len(x) or i not in labels_of:
+                continue
+            if x.shape[1] != width:
+                raise ValueError(f"mask_augment.{region}: track {i} has {x.shape[1]} features, the run {width}")
+            y = mask_copy_labels(frame_targets(times[i], float(by_id.at[i, "fps"]), *labels_of[i]), targets, region)
+            if y is not None:
+                copies.append((region, i, x, y))
+        log.info("mask_augment.%s: %d of %d training tracks copied", region,
+                 sum(c[0] == region for c in copies), len(train_ids))
+    return copies

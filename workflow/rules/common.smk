@@ -1,11 +1,12 @@
 # Paths, shard lists and config look-ups shared by every stage.
 from affectflow.config_check import check_names
-from affectflow.features.stage import cached_feature_signature
+from affectflow.features.stage import cached_feature_signature, check_feature_entries
 from affectflow.job_resources import estimate_clips_per_shard, job_resources
 from affectflow.tasks import task_spec
 from affectflow.train import run_folds
 
 check_names(config)
+check_feature_entries(config["features"])  # e.g. a face mask on an audio backbone
 
 DATASET = config["dataset"]
 DS = DATASET["name"]
@@ -86,9 +87,11 @@ def feature_inputs(wildcards):
 
 
 def run_feature_shards(wildcards):
-    # the run's backbone, then those it is fused with (train.runs.<run>.fuse_with)
+    # the run's backbone, then those it is fused with (train.runs.<run>.fuse_with), then its
+    # face-masked copies (train.runs.<run>.mask_augment, paper 004's data balancing)
     run = RUNS[wildcards.run]
     backbones = [run["backbone"], *run.get("fuse_with", [])]
+    backbones += [b for b in run.get("mask_augment", {}).values() if b not in backbones]
     return expand(f"{RESULTS}/features/{{b}}/shard-{{s}}.h5", b=backbones, s=SHARDS)
 
 

@@ -1,7 +1,13 @@
 # Train stage: one temporal model per run (one backbone), K folds over train+val.
+from affectflow.branch_init import (
+    branch_model_paths,
+    check_branch_inits,
+    without_branch_keys,
+)
 from affectflow.train import check_runs
 
-check_runs(config["train"], config["features"])
+check_runs(without_branch_keys(config["train"]), config["features"])
+check_branch_inits(config["train"], k_folds=K_FOLDS)
 
 
 rule train:
@@ -9,6 +15,11 @@ rule train:
         manifest=f"{RESULTS}/manifest.tsv",
         features=run_feature_shards,
         frame_labels=[FRAME_LABELS] if TASK.per_frame else [],
+        # 001: fold k of a fused run starts from fold k's model of each unimodal run it names
+        # (train.runs.<run>.init_branches), which never saw fold k's out-of-fold clips
+        branches=lambda wildcards: branch_model_paths(
+            RUNS[wildcards.run], f"{RESULTS}/train", int(wildcards.k)
+        ),
     output:
         oof=f"{RESULTS}/train/{{run}}/fold{{k}}/oof.csv",
         test=f"{RESULTS}/train/{{run}}/fold{{k}}/test.csv",

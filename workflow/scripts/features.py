@@ -16,6 +16,7 @@ build_feature_shard(
     snakemake.input.source,
     snakemake.output.shard,
     timeline=signature.get("timeline", "native"),
+    mask=signature.get("mask"),  # paper 004: upper or lower half of each crop blacked out
     frames_shard=snakemake.input.get("frames"),
     # batch size, workers and device change speed only, so they are read here, not passed as params
     **runtime_options(key, snakemake.config["features"][key]),

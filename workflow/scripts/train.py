@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from affectflow.branch_init import with_branch_checkpoints
 from affectflow.datasets import read_manifest
 from affectflow.gpu_slots import claim_gpus_for_job
 from affectflow.job_signals import exit_cleanly_on_sigterm
@@ -18,6 +19,8 @@ exit_cleanly_on_sigterm()  # scancel / time limit: remove the half-written shard
 claim_gpus_for_job(snakemake)  # a free device of its own, held until the job exits
 spec = task_spec(snakemake.params.task)
 run = {"task": spec.name, **snakemake.params.settings}  # the data set's task unless the run says
+# init_branches (001): this fold's unimodal models go to the fusion model's branches
+run = with_branch_checkpoints(run, list(snakemake.input.branches))
 frame_labels = snakemake.input.frame_labels
 train_fold(
     read_manifest(snakemake.input.manifest),

@@ -3,8 +3,11 @@
 A config entry ``features.<key>`` holds the backbone's parameters plus a few stage keys:
 ``backbone`` (the registered name, when ``<key>`` is an alias such as ``densenet_fer``), ``timeline``
 (``native``: the backbone's own rows and times; ``frames``: resampled onto the faces shard's frame
-timestamps, for per-frame tasks) and the runtime keys ``batch_size``, ``num_workers``, ``device``,
-which change speed, not results, and so stay out of the signature that triggers re-runs.
+timestamps, for per-frame tasks), ``mask`` (``upper`` or ``lower``: every crop has that half of the
+face blacked out before the backbone sees it, paper 004's data balancing for the AU task; see
+:mod:`affectflow.faces.masking`; face-crop backbones only) and the runtime keys ``batch_size``,
+``num_workers``, ``device``, which change speed, not results, and so stay out of the signature that
+triggers re-runs.
 
 Each clip group holds ``features`` (T, D) float32, ``timestamps`` (T,) and ``mask`` (T,) bool
 (True where a row carries a value; aligned rows without a source row are zeros with mask False).
@@ -25,6 +28,7 @@ import numpy as np
 
 from affectflow.device import pick_device
 from affectflow.faces.crop import decode_jpeg
+from affectflow.faces.masking import REGIONS
 from affectflow.features.align import align_to_frames
 from affectflow.features.registry import create_backbone
 from affectflow.h5store import ShardWriter, read_file_attrs
@@ -32,7 +36,7 @@ from affectflow.h5store import ShardWriter, read_file_attrs
 log = logging.getLogger(__name__)
 
 TIMELINES = ("native", "frames")
-SIGNATURE_KEYS = ("backbone", "timeline")
+SIGNATURE_KEYS = ("backbone", "timeline", "mask")
 RUNTIME_KEYS = ("batch_size", "num_workers", "device")
 WORKER_TIMEOUT_S = 300
 
@@ -48,22 +52,67 @@ def backbone_signature(name: str, params: dict) -> dict:
 
 
 def split_entry(key: str, entry: dict) -> tuple[str, dict, str, dict]:
-    """A config entry -> (registered name, backbone params, timeline, runtime options)."""
+    """A config entry -> (registered name, backbone params, timeline, runtime options).
+
+    The ``mask`` stage key is checked and left out of all four (see :func:`entry_mask`).
+    """
     entry = dict(entry or {})
     name = entry.pop("backbone", key)
     timeline = entry.pop("timeline", "native")
     if timeline not in TIMELINES:
         raise ValueError(f"features.{key}.timeline: {timeline!r}; options: {', '.join(TIMELINES)}")
+    _check_mask(f"features.{key}.mask", name, entry.pop("mask", None))
     runtime = {k: entry.pop(k) for k in RUNTIME_KEYS if k in entry}
     return name, entry, timeline, runtime
 
 
+def _check_mask(where: str, name: str, mask) -> None:
+    """Refuse an unknown region, or a mask on a backbone that does not read face crops."""
+    if mask is None:
+        return
+    if mask not in REGIONS:
+        raise ValueError(f"{where}: {mask!r}; options: {', '.join(REGIONS)} "
+                         "(the half of the face blacked out, paper 004)")
+    from affectflow.features.registry import BACKBONES
+
+    factory = BACKBONES.get(name)
+    kind = getattr(factory, "reads", "crops" if getattr(factory, "modality", "") == "visual" else "audio")
+    if kind != "crops":
+        what = "audio" if kind == "audio" else f"{kind!r} input (features imported per clip)"
+        raise ValueError(f"{where}: backbone {name!r} reads {what}, not face crops; mask "
+                         f"({'/'.join(REGIONS)} face masking, paper 004) applies to face-crop backbones only")
+
+
+def entry_mask(key: str, entry: dict) -> str | None:
+    """The ``mask`` stage key of config entry ``features.<key>`` (``upper``, ``lower`` or None),
+    checked: an unknown region or a backbone that does not read face crops (audio, imported
+    files) fails naming the key."""
+    entry = dict(entry or {})
+    mask = entry.get("mask")
+    _check_mask(f"features.{key}.mask", entry.get("backbone", key), mask)
+    return mask
+
+
+def check_feature_entries(features: dict) -> None:
+    """Fail at workflow start for a ``features`` entry whose stage keys cannot work (a ``mask`` on
+    an audio backbone, an unknown timeline), without building any backbone."""
+    for key, entry in (features or {}).items():
+        entry = dict(entry or {})
+        timeline = entry.get("timeline", "native")
+        if timeline not in TIMELINES:
+            raise ValueError(f"features.{key}.timeline: {timeline!r}; options: {', '.join(TIMELINES)}")
+        entry_mask(key, entry)
+
+
 def feature_signature(key: str, entry: dict) -> dict:
-    """The signature of config entry ``features.<key>``: the backbone's, plus its timeline."""
+    """The signature of config entry ``features.<key>``: the backbone's, plus its timeline and mask."""
     name, params, timeline, _ = split_entry(key, entry)
     signature = backbone_signature(name, params)
     if timeline != "native":  # left out when native, so existing signatures keep their value
         signature["timeline"] = timeline
+    mask = entry_mask(key, entry)
+    if mask is not None:  # likewise left out when unmasked
+        signature["mask"] = mask
     return signature
 
 
@@ -89,7 +138,8 @@ def cached_feature_signature(key: str, entry: dict) -> dict:
 
 
 def runtime_options(key: str, entry: dict) -> dict:
-    """The runtime keys of config entry ``features.<key>`` (batch size, workers, device)."""
+    """Keyword options of :func:`build_feature_shard` read from config entry ``features.<key>``:
+    the runtime keys (batch size, workers, device), which change speed only."""
     return split_entry(key, entry)[3]
 
 
@@ -114,8 +164,8 @@ class _CropBatches:
     survive a fork).
     """
 
-    def __init__(self, path, index: list[tuple[str, int]], batch_size: int) -> None:
-        self.path, self.index, self._h5 = str(path), index, None
+    def __init__(self, path, index: list[tuple[str, int]], batch_size: int, mask: str | None = None) -> None:
+        self.path, self.index, self._h5, self.mask = str(path), index, None, mask
         self.batches = [range(i, min(i + batch_size, len(index))) for i in range(0, len(index), batch_size)]
 
     def __len__(self) -> int:
@@ -133,15 +183,40 @@ class _CropBatches:
             while stop < len(items) and items[stop][0] == clip_id:
                 stop += 1
             frames = [f for _, f in items[start:stop]]
-            crops = self._h5["clips"][clip_id]["crops"]
+            group = self._h5["clips"][clip_id]
+            crops = group["crops"]
             first, last = min(frames), max(frames)
             if last - first < 2 * len(frames):  # dense (every valid frame): one slice
                 blobs = crops[first : last + 1]
-                images.extend(decode_jpeg(blobs[f - first].tobytes()) for f in frames)
+                decoded = [decode_jpeg(blobs[f - first].tobytes()) for f in frames]
             else:  # a few frames spread over a long clip (max_frames): read just those
-                images.extend(decode_jpeg(crops[f].tobytes()) for f in frames)
+                decoded = [decode_jpeg(crops[f].tobytes()) for f in frames]
+            if self.mask is not None:
+                if "crop_landmarks" not in group:
+                    raise ValueError(f"{self.path}: clip {clip_id} has no crop_landmarks (a faces shard written "
+                                     f"before they were stored); re-run the faces stage to use mask={self.mask!r}")
+                landmarks = group["crop_landmarks"][first : last + 1]
+                decoded = [masked_crop(im, landmarks[f - first], self.mask) for im, f in zip(decoded, frames)]
+            images.extend(decoded)
             start = stop
         return _stack(images)
+
+
+def masked_crop(image: np.ndarray, landmarks: np.ndarray, region: str) -> np.ndarray:
+    """``image`` with the ``region`` half of the face blacked out (:func:`affectflow.faces.masking.mask_face`).
+
+    A valid crop always has its landmarks (the faces stage aligned it on them); should they be
+    missing or degenerate, the aligned template's landmarks stand in: a similarity-aligned crop
+    puts the face's points there.
+    """
+    from affectflow.faces.align import TEMPLATE_112
+    from affectflow.faces.masking import mask_face
+
+    try:
+        return mask_face(image, landmarks, region=region).image
+    except ValueError:
+        h, w = image.shape[:2]
+        return mask_face(image, TEMPLATE_112 * [w / 112.0, h / 112.0], region=region).image
 
 
 def _stack(images: list[np.ndarray]) -> np.ndarray:
@@ -151,11 +226,13 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
                      for im in images])
 
 
-def crop_batches(path, index, *, batch_size: int, num_workers: int, pin_memory: bool = False):
-    """Batches of decoded crops (uint8 (N, H, W, 3)) in ``index`` order, decoded in workers."""
+def crop_batches(path, index, *, batch_size: int, num_workers: int, pin_memory: bool = False,
+                 mask: str | None = None):
+    """Batches of decoded crops (uint8 (N, H, W, 3)) in ``index`` order, decoded in workers
+    (with ``mask``: that half of each face blacked out, from the shard's ``crop_landmarks``)."""
     import torch
 
-    dataset = _CropBatches(path, index, batch_size)
+    dataset = _CropBatches(path, index, batch_size, mask)
     return torch.utils.data.DataLoader(
         dataset, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
         # (DataLoader gives each worker one torch thread; OpenCV's pool must not be reconfigured in a
@@ -173,7 +250,7 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-def _crop_clips(backbone, in_shard, *, batch_size: int, num_workers: int):
+def _crop_clips(backbone, in_shard, *, batch_size: int, num_workers: int, mask: str | None = None):
     """Yield (clip_id, features, timestamps, attrs) for every clip, embedding crops in batches."""
     clips, index = [], []
     for clip_id, arrays, attrs in _read_clips(in_shard, ("valid", "timestamps")):
@@ -200,7 +277,7 @@ def _crop_clips(backbone, in_shard, *, batch_size: int, num_workers: int):
     if index:
         device = pick_device(getattr(backbone, "device", "auto"))
         for batch in crop_batches(in_shard, index, batch_size=batch_size, num_workers=num_workers,
-                                  pin_memory=device.startswith("cuda")):
+                                  pin_memory=device.startswith("cuda"), mask=mask):
             pending.append(np.asarray(backbone.embed(batch), np.float32))
             n_pending += len(batch)
             yield from ready()
@@ -219,6 +296,7 @@ def build_feature_shard(
     batch_size: int | None = None,
     num_workers: int | None = None,
     device: str = "auto",
+    mask: str | None = None,
 ) -> int:
     """Extract backbone ``name`` for every clip of ``in_shard``; return the number of clips.
 
@@ -227,10 +305,12 @@ def build_feature_shard(
     are resampled onto the frame timestamps of ``frames_shard`` (a faces shard). Clips with
     nothing to extract (no face, no or too short audio, no file) get a (0, D) array or, on the
     frame timeline, zeros with an all-False mask, and the reason in the ``empty_reason`` attribute;
-    never NaN: a non-finite value fails the shard.
+    never NaN: a non-finite value fails the shard. ``mask`` (``upper`` or ``lower``, face-crop
+    backbones only) blacks out that half of every crop first (paper 004's data balancing).
     """
     if timeline not in TIMELINES:
         raise ValueError(f"timeline {timeline!r}; options: {', '.join(TIMELINES)}")
+    _check_mask("mask", name, mask)
     if timeline == "frames" and frames_shard is None:
         raise ValueError("timeline 'frames' needs frames_shard: the faces shard whose timestamps to align to")
     backbone = create_backbone(name, **params)
@@ -240,12 +320,14 @@ def build_feature_shard(
                   "dim": backbone.dim, "timeline": timeline, **backbone.provenance()}
     if hasattr(backbone, "map_shape"):
         file_attrs["map_shape"] = list(backbone.map_shape)
+    if mask is not None:
+        file_attrs["mask"] = mask
     frame_times = _frame_times(frames_shard) if timeline == "frames" else {}
     started, n, n_rows = time.perf_counter(), 0, 0
     with ShardWriter(out_path, file_attrs=file_attrs) as writer:
         for clip_id, features, timestamps, attrs, reason in _clip_features(
             backbone, in_shard, batch_size=batch_size or backbone_batch_size(backbone),
-            num_workers=default_workers() if num_workers is None else num_workers,
+            num_workers=default_workers() if num_workers is None else num_workers, mask=mask,
         ):
             features = np.asarray(features, np.float32).reshape(-1, backbone.dim)
             if not np.isfinite(features).all():
@@ -278,12 +360,12 @@ def reads(backbone) -> str:
     return getattr(backbone, "reads", "crops" if backbone.modality == "visual" else "audio")
 
 
-def _clip_features(backbone, in_shard, *, batch_size: int, num_workers: int):
+def _clip_features(backbone, in_shard, *, batch_size: int, num_workers: int, mask: str | None = None):
     """Yield (clip_id, features, timestamps, attrs, empty reason) for every clip of the input shard."""
     kind = reads(backbone)
     if kind == "crops":
         for clip_id, features, timestamps, attrs in _crop_clips(backbone, in_shard, batch_size=batch_size,
-                                                                num_workers=num_workers):
+                                                                num_workers=num_workers, mask=mask):
             reason = "" if len(features) else f"no valid face frame ({attrs.get('qc_status', 'ok')})"
             yield clip_id, features, timestamps, attrs, reason
     elif kind == "audio":

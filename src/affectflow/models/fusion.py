@@ -3,6 +3,17 @@
 Multimodal models read the modalities concatenated along the feature axis on a shared timeline,
 (B, T, sum(modality_dims)), in the order of ``modality_dims`` (video first, then audio, for 001's
 modality dropout), with one validity mask.
+
+Branch initialisation (001: "unimodal branches trained first and frozen"): ``branch_checkpoints``
+names, per modality, a unimodal model's ``model.pt`` (or None) whose weights are loaded into that
+modality's branch. The key mapping is fixed by the fusion (:data:`BRANCH_KEY_MAP`):
+
+- ``late_encoders``: the unimodal model's ``encoder.*`` (a :class:`SequenceModel`'s encoder stack)
+  become ``encoders.<i>.*``; its pooling and head are not used.
+- ``late_predictions``: the whole unimodal model becomes ``models.<i>.*``.
+
+``freeze_branches=True`` then stops gradients into the loaded branches and keeps them in eval
+mode (no dropout) while the rest of the model trains.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from affectflow import checkpoints
 from affectflow.models.blocks import (
     AttentionPooling,
     CrossAttention,
@@ -22,6 +34,37 @@ from affectflow.models.registry import MODELS
 from affectflow.models.temporal import EncoderStack, SequenceModel, _head_options, build_encoder_stack
 
 FUSIONS = ("early", "late_encoders", "late_predictions")
+# fusion -> (key prefix in the unimodal model's state dict, attribute holding the branches):
+# branch i of the fusion model is ``<attribute>.<i>`` and takes the unimodal keys under the prefix.
+BRANCH_KEY_MAP = {"late_encoders": ("encoder.", "encoders"), "late_predictions": ("", "models")}
+
+
+def unimodal_branch_state(state_dict: dict, fusion: str) -> dict:
+    """The part of a unimodal model's ``state_dict`` that a ``fusion`` branch takes, with the
+    unimodal prefix stripped (see :data:`BRANCH_KEY_MAP`)."""
+    if fusion not in BRANCH_KEY_MAP:
+        raise ValueError(f"fusion {fusion!r} has no per-modality branches; branches exist for "
+                         f"{', '.join(BRANCH_KEY_MAP)}")
+    prefix = BRANCH_KEY_MAP[fusion][0]
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def _listed(keys) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "") if keys else "none"
+
+
+def branch_mismatch(branch: nn.Module, state: dict) -> str | None:
+    """Why ``state`` (a branch state from :func:`unimodal_branch_state`) does not fit ``branch``:
+    missing, unexpected and mis-shaped keys; None when it fits."""
+    own = branch.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state)
+                    if tuple(state[k].shape) != tuple(own[k].shape))
+    if not (missing or unexpected or shapes):
+        return None
+    return (f"missing keys: {_listed(missing)}; unexpected keys: {_listed(unexpected)}"
+            + (f"; shape mismatches (checkpoint vs branch): {', '.join(shapes[:6])}" if shapes else ""))
 
 
 def _check_dims(modality_dims, input_dim: int) -> list[int]:
@@ -42,7 +85,7 @@ class FusionModel(nn.Module):
 
     def __init__(self, *, input_dim: int, output_dim: int, modality_dims, fusion: str = "late_encoders",
                  encoder: str = "tcn_transformer", fusion_dim: int = 128, modality_dropout: dict | None = None,
-                 **params) -> None:
+                 branch_checkpoints: list | None = None, freeze_branches: bool = False, **params) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; known: {', '.join(FUSIONS)}")
@@ -87,6 +130,56 @@ class FusionModel(nn.Module):
         leftover = set(params) - used - {"dropout"}
         if leftover:
             raise TypeError(f"fusion model: unknown parameter(s) {sorted(leftover)}")
+        self.frozen: list[int] = []
+        if branch_checkpoints is not None or freeze_branches:
+            self.init_branches(branch_checkpoints or [], freeze=freeze_branches)
+
+    @property
+    def branches(self) -> nn.ModuleList:
+        """One module per modality (late fusions only), in the order of ``modality_dims``."""
+        if self.fusion not in BRANCH_KEY_MAP:
+            raise ValueError(f"fusion {self.fusion!r} has no per-modality branches")
+        return getattr(self, BRANCH_KEY_MAP[self.fusion][1])
+
+    def init_branches(self, paths: list, *, freeze: bool = False) -> None:
+        """Load unimodal models' weights (``model.pt`` files, None to skip a modality) into the
+        branches; with ``freeze``, those branches stop learning and stay in eval mode.
+
+        A checkpoint whose keys do not fit its branch (another model family or width) fails
+        naming the file and the missing/unexpected keys.
+        """
+        branches = self.branches
+        if len(paths) != len(branches):
+            raise ValueError(f"branch_checkpoints: {len(paths)} entries for {len(branches)} modalities "
+                             f"(modality_dims={self.dims}); use null for a branch trained from scratch")
+        loaded = []
+        for i, (path, branch) in enumerate(zip(paths, branches)):
+            if path is None:
+                continue
+            payload = checkpoints.load(path)
+            if not isinstance(payload, dict) or "state_dict" not in payload:
+                raise ValueError(f"{path}: not a model.pt of a train fold (no 'state_dict')")
+            state = unimodal_branch_state(payload["state_dict"], self.fusion)
+            why = branch_mismatch(branch, state)
+            if why:
+                raise ValueError(f"{path}: does not fit branch {i} of the {self.fusion} fusion model "
+                                 f"(a unimodal model of the same family and widths is needed): {why}")
+            branch.load_state_dict(state)
+            loaded.append(i)
+        if freeze:
+            if not loaded:
+                raise ValueError("freeze_branches needs at least one branch checkpoint (branch_checkpoints)")
+            for i in loaded:
+                branches[i].requires_grad_(False)
+            self.frozen = loaded
+            self.train(self.training)
+
+    def train(self, mode: bool = True):
+        """Set training mode; frozen branches stay in eval mode (no dropout, fixed statistics)."""
+        super().train(mode)
+        for i in getattr(self, "frozen", []):
+            self.branches[i].eval()
+        return self
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The per-modality slices of (B, T, sum(dims))."""
