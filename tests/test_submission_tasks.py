@@ -547,14 +547,16 @@ class _Named(list):
         return self.__dict__.get(key, default)
 
 
-def _run_script(tmp_path, *, task_param, config_task, **inputs) -> dict:
+def _run_script(tmp_path, *, task, sample_frames=None, frame_labels=None, **inputs) -> dict:
     out = tmp_path / "results" / "submission.csv"
     fake = type("Snakemake", (), {})()
-    fake.input = _Named(**{k: str(v) for k, v in inputs.items()})
+    # as the rule gives them: the optional inputs are lists, empty when absent
+    lists = {"sample_frames": [str(sample_frames)] if sample_frames else [],
+             "frame_labels": [str(frame_labels)] if frame_labels else []}
+    fake.input = _Named(**{k: str(v) for k, v in inputs.items()}, **lists)
     fake.output = _Named([str(out)])
     fake.log = _Named([str(tmp_path / "submission.log")])
-    fake.params = _Named(**({"task": task_param} if task_param else {}))
-    fake.config = {"dataset": {"task": config_task}}
+    fake.params = _Named(task=task)
     runpy.run_path(str(REPO / "workflow" / "scripts" / "submission.py"), init_globals={"snakemake": fake})
     logging.getLogger("affectflow").handlers.clear()  # the script pointed it at the log file
     return {"out": out, "log": (tmp_path / "submission.log").read_text()}
@@ -574,7 +576,7 @@ def test_script_writes_a_per_frame_submission_from_the_sample_file(tmp_path):
     zeros = "," + ",".join(["0"] * 12)  # the organisers' sample rows carry placeholder values
     write_lines(tmp_path / "sample.txt", [HEADERS["au"], "video1/00002.jpg" + zeros, "video2_right/00007.jpg" + zeros])
 
-    run = _run_script(tmp_path, task_param="au", config_task="emi", manifest=tmp_path / "manifest.tsv",
+    run = _run_script(tmp_path, task="au", manifest=tmp_path / "manifest.tsv",
                       test=tmp_path / "test.csv", sample_frames=tmp_path / "sample.txt",
                       frame_labels=tmp_path / "frame_labels.csv.gz")
     rows = read_csv_rows(run["out"])
@@ -585,12 +587,12 @@ def test_script_writes_a_per_frame_submission_from_the_sample_file(tmp_path):
     assert "1 training mean" in run["log"]
 
 
-def test_script_writes_a_clip_submission_with_the_config_task(tmp_path):
+def test_script_writes_a_clip_submission_of_the_rule_task(tmp_path):
     manifest = clip_manifest("eri")
     write_manifest(manifest, tmp_path / "manifest.tsv")
     expected = expected_rows(task_spec("eri"), manifest)
     full_predictions("eri", expected).to_csv(tmp_path / "test.csv", index=False)
-    run = _run_script(tmp_path, task_param=None, config_task="eri", manifest=tmp_path / "manifest.tsv",
+    run = _run_script(tmp_path, task="eri", manifest=tmp_path / "manifest.tsv",
                       test=tmp_path / "test.csv")
     table = pd.read_csv(run["out"], dtype={"File_ID": str})
     assert table["File_ID"].tolist() == ["[16703]", "[16708]", "[16722]", "[16730]", "[16705]"]
