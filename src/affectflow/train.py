@@ -300,7 +300,9 @@ class Trainer:
     # -- one step --------------------------------------------------------------------------------
 
     def _forward(self, x, mask, state=None):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+        # bf16 autocast on the model's own device type: on by default on CUDA only (self.amp); the
+        # same path runs on CPU when a test switches it on there
+        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.amp):
             if state is not None or self.carry:
                 return self.model(x, mask, state=state, return_state=True)
             return self.model(x, mask), None
