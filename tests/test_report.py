@@ -272,12 +272,19 @@ def test_report_rules_write_the_figures_of_every_run_and_the_ensemble(rendered_r
     workdir, config, _ = rendered_report
     results = workdir / "results" / "demo"
     table = pd.read_csv(results / "report" / "scores.tsv", sep="\t")
-    assert sorted(table["source"].unique()) == sorted([*config["train"]["runs"], "late_mean"])
-    # the ensemble's pooled OOF score is the one the ensemble stage computed itself
-    score = json.loads((results / "ensemble" / "late_mean" / "score.json").read_text())["oof"]
-    ensemble = table[table["source"] == "late_mean"].iloc[0]
-    for target, value in score["per_target"].items():
-        assert ensemble[target] == pytest.approx(value, abs=1e-5)
+    compared = [f"compare-{m}" for m in config["ensemble"]["compare"]]
+    assert compared  # the default config compares further ensemble methods
+    assert sorted(table["source"].unique()) == sorted([*config["train"]["runs"], "late_mean", *compared])
+    # each ensemble's pooled OOF score is the one the ensemble stage computed itself
+    for name in ["late_mean", *compared]:
+        score = json.loads((results / "ensemble" / name / "score.json").read_text())["oof"]
+        ensemble = table[table["source"] == name].iloc[0]
+        for target, value in score["per_target"].items():
+            assert ensemble[target] == pytest.approx(value, abs=1e-5), (name, target)
+    # "best" puts all the weight of each target on one member
+    best = json.loads((results / "ensemble" / "compare-best" / "members.json").read_text())
+    assert best["method"] == "best"
+    assert all(sorted(w.values()) == [0.0, 1.0] for w in best["weights"].values())
     for path in report_figures(config):
         if path.endswith(".svg"):
             parse_svg(workdir / path)

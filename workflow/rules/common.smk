@@ -41,6 +41,7 @@ wildcard_constraints:
     k=r"\d+",
     backbone="|".join(config["features"]),
     run="|".join(RUNS),
+    method="mean|weighted|greedy|best",
 
 
 def dataset_listing():

@@ -31,6 +31,38 @@ rule ensemble:
         "../scripts/ensemble.py"
 
 
+# Alternative ensembles of the same members (ensemble.compare), fitted the same way, for the
+# report's comparison; the submission uses the configured ensemble only.
+ENSEMBLE_COMPARE = [
+    m for m in ENSEMBLE.get("compare", []) if m != ENSEMBLE.get("method", "mean")
+]
+
+
+rule ensemble_compare:
+    input:
+        truth=truth_table(),
+        folds=rules.ensemble.input.folds,
+    output:
+        oof=f"{RESULTS}/ensemble/compare-{{method}}/oof.csv",
+        test=f"{RESULTS}/ensemble/compare-{{method}}/test.csv",
+        members=f"{RESULTS}/ensemble/compare-{{method}}/members.json",
+        score=f"{RESULTS}/ensemble/compare-{{method}}/score.json",
+    log:
+        f"logs/ensemble_compare/{DS}-{{method}}.log",
+    benchmark:
+        f"benchmarks/ensemble_compare/{DS}-{{method}}.tsv"
+    conda:
+        "../../envs/affectflow.yaml"
+    params:
+        members={run: fold_dirs(run) for run in ENSEMBLE["members"]},
+        method=lambda wildcards: wildcards.method,
+        method_params={},
+        thresholds=ENSEMBLE.get("thresholds", False),
+        task=TASK.name,
+    script:
+        "../scripts/ensemble.py"
+
+
 # Submission (validated) and, when test labels are known (the demo), its held-out score.
 
 

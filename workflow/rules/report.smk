@@ -69,6 +69,9 @@ rule report_scores:
         truth=REPORT_TRUTH,
         runs=[f"{d}/oof.csv" for run in RUNS for d in fold_dirs(run)],
         ensemble=rules.ensemble.output.oof,
+        compare=expand(
+            f"{RESULTS}/ensemble/compare-{{method}}/oof.csv", method=ENSEMBLE_COMPARE
+        ),
     output:
         svg=report(
             f"{REPORT_DIR}/scores.svg",
@@ -95,7 +98,13 @@ rule report_scores:
         task=REPORT_TASK,
         runs={run: [f"{d}/oof.csv" for d in fold_dirs(run)] for run in RUNS},
         # plain str: an IOFile from rules.ensemble.output carries its rule, which does not pickle
-        ensembles={ENSEMBLE_NAME: str(rules.ensemble.output.oof)},
+        ensembles={
+            ENSEMBLE_NAME: str(rules.ensemble.output.oof),
+            **{
+                f"compare-{m}": f"{RESULTS}/ensemble/compare-{m}/oof.csv"
+                for m in ENSEMBLE_COMPARE
+            },
+        },
     script:
         "../scripts/report_figures.py"
 
