@@ -71,3 +71,15 @@ def test_rules_get_the_configured_resources(tmp_path):
         env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode != 0 and "mem_gb" in proc.stdout + proc.stderr
+
+
+def test_clips_per_shard_estimate_counts_affwild2_annotation_tracks(tmp_path):
+    va = tmp_path / "Annotations" / "VA_Estimation_Challenge"
+    for part, n in (("Train_Set", 7), ("Validation_Set", 3)):
+        (va / part).mkdir(parents=True)
+        for i in range(n):
+            (va / part / f"video{i}.txt").touch()
+    (tmp_path / "Annotations" / "AU_Detection_Challenge" / "Train_Set").mkdir(parents=True)
+    (tmp_path / "Annotations" / "AU_Detection_Challenge" / "Train_Set" / "video0.txt").touch()
+    assert estimate_clips_per_shard({"n_shards": 4, "root": str(tmp_path), "task": "va"}) == 3  # ceil(10 / 4)
+    assert estimate_clips_per_shard({"n_shards": 4, "root": str(tmp_path), "task": "au"}) == 1

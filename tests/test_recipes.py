@@ -127,3 +127,12 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
     for run in tiny["train"]["runs"]:
         assert (report / "learning_curves" / f"{run}.svg").stat().st_size > 0
         assert (report / "oof" / f"run-{run}.svg").stat().st_size > 0
+
+
+def test_ground_truth_is_refused_for_tasks_other_than_emi():
+    from affectflow.config_check import ConfigError
+
+    config = load("va_liu2023")
+    config["dataset"]["ground_truth"] = "labels.csv"
+    with pytest.raises(ConfigError, match="dataset.ground_truth"):
+        check_names(config)

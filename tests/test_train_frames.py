@@ -27,11 +27,31 @@ def test_frame_step_mapping_matches_brute_force():
     fps = 25.0
     frames = np.arange(1, 251)
     nearest = steps_for_frames(times, frames, fps)
-    brute = [int(np.argmin(np.abs(times - (k - 1) / fps))) for k in frames]
-    # ties may go either way; the distance must equal the brute-force minimum
-    assert np.allclose(np.abs(times[nearest] - (frames - 1) / fps), np.abs(times[brute] - (frames - 1) / fps))
+    shown = frames_at_steps(times, fps)
+    for k, step in zip(frames, nearest):
+        if k in shown:  # a step showing frame k wins
+            assert shown[step] == k
+        else:  # else the step nearest to the frame's middle (ties either way)
+            middle = (k - 0.5) / fps
+            assert abs(times[step] - middle) == pytest.approx(np.abs(times - middle).min())
     shown = frames_at_steps(np.array([0.0, 0.039, 0.04, 1.0]), 25.0)
     assert shown.tolist() == [1, 1, 2, 26]
+
+
+@pytest.mark.parametrize("video_fps", [30000 / 1001, 25.0, 30.0, 60.0])
+def test_prediction_reads_the_step_training_labelled_with_that_frame(video_fps):
+    # features at 30/s (the stage's timeline) over a video of another rate: wherever some step
+    # shows frame k, frame k's prediction must come from such a step, as its label did in training
+    times = np.arange(0, 60, 1 / 30.0)
+    frames = np.arange(1, int(60 * video_fps) + 1)
+    chosen = steps_for_frames(times, frames, video_fps)
+    shown = frames_at_steps(times, video_fps)
+    has_step = np.isin(frames, shown)
+    assert np.array_equal(shown[chosen[has_step]], frames[has_step])
+    # the others (a feature rate below the video's) take the step nearest to the frame's middle
+    middle = (frames[~has_step] - 0.5) / video_fps
+    brute = np.abs(times[None, :] - middle[:, None]).min(1)
+    assert np.allclose(np.abs(times[chosen[~has_step]] - middle), brute)
 
 
 def test_frame_targets_takes_the_label_of_the_frame_shown_and_nan_elsewhere():
@@ -115,3 +135,25 @@ def test_per_frame_task_without_frame_labels_is_refused(tmp_path):
     s = TrainSettings(model="gru@2", task="va", model_params={"per_frame": True})
     with pytest.raises(ValueError, match="frame_labels"):
         train_fold(manifest, shards, 0, tmp_path / "x", targets=list(VA_TARGETS), settings=s)
+
+
+def test_tracks_without_frame_rate_or_count_do_not_break_the_fold(tmp_path, caplog):
+    targets = list(VA_TARGETS)
+    manifest, labels, shards = _write(tmp_path, "va", targets, n_tracks=8, n_test=2)
+    no_rate = int(manifest.loc[manifest["split"] != "test", "id"].iloc[0])
+    test_ids = manifest.loc[manifest["split"] == "test", "id"].tolist()
+    manifest.loc[manifest["id"] == no_rate, "fps"] = np.nan  # the probe failed
+    manifest.loc[manifest["id"] == test_ids[0], "frames"] = 0  # no frame count in the container
+    s = TrainSettings(model="gru@2", task="va", loss="ccc", epochs=2, batch_size=4, seed=0,
+                      model_params={"hidden": 8, "per_frame": True})
+    with caplog.at_level("WARNING", logger="affectflow.train"):
+        metrics = train_fold(manifest, shards, 0, tmp_path / "f", targets=targets, settings=s, frame_labels=labels)
+    assert any("without a usable frame rate" in r.message for r in caplog.records)
+    oof = pd.read_csv(tmp_path / "f" / "oof.csv")
+    test = pd.read_csv(tmp_path / "f" / "test.csv")
+    if no_rate in set(oof["id"]):  # in this fold's OOF: listed, but not predicted
+        assert oof.loc[oof["id"] == no_rate, targets].isna().all().all()
+    # the test track without a frame count is predicted up to the frame its last feature step shows
+    rows = test[test["id"] == test_ids[0]]
+    assert len(rows) > 0 and not rows[targets].isna().any().any()
+    assert metrics["train_clips"] >= 1

@@ -20,6 +20,9 @@ class ConfigError(ValueError):
 
 def check_names(config: Mapping) -> None:
     """Raise ConfigError for an unknown detector, backbone, model or ensemble member."""
+    if "ground_truth" in config["dataset"] and config["dataset"].get("task", "emi") != "emi":
+        raise ConfigError("dataset.ground_truth: the held-out score rule reads EMI labels (Filename + 6 emotions) "
+                          f"only, not task {config['dataset']['task']!r}; remove the key")
     detector = config["faces"]["detector"]
     if detector not in DETECTORS:
         raise ConfigError(f"faces.detector: unknown {detector!r}; known: {', '.join(DETECTORS.names())}")

@@ -68,6 +68,14 @@ def estimate_clips_per_shard(dataset: Mapping, resources: Mapping | None = None)
     n_shards = int(dataset.get("n_shards", 8))
     if "demo" in dataset:
         total = int(dataset["demo"].get("n_clips", 72))
+    elif dataset.get("task") in ("va", "au"):
+        # Aff-Wild2: one manifest row per annotation track (train and validation; the test
+        # tracks add about a quarter, which the caps and per-clip figures absorb)
+        challenge = {"va": "VA_Estimation_Challenge", "au": "AU_Detection_Challenge"}[dataset["task"]]
+        annotations = os.path.join(dataset["root"], "Annotations", challenge)
+        total = sum(name.endswith(".txt") for _, _, names in os.walk(annotations) for name in names)
+        if not total:
+            return FALLBACK_CLIPS_PER_SHARD
     else:
         raw = os.path.join(dataset["root"], "raw")
         try:

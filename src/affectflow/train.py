@@ -204,19 +204,30 @@ def align_modalities(parts: list[tuple[np.ndarray, np.ndarray]], dims: list[int]
     return np.concatenate(columns, axis=1).astype(np.float32)
 
 
-def load_modalities(shards: dict[str, list[str | os.PathLike]]) -> tuple[dict[int, np.ndarray], list[int]]:
-    """Clips' features of several backbones (in the dict's order) aligned by :func:`align_modalities`;
-    returns the sequences and each backbone's width."""
-    loaded = [load_features(paths, with_times=True) for paths in shards.values()]
+def _fuse_loaded(names: list[str], loaded: list[dict]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], list[int]]:
+    """Align already loaded per-backbone ``{id: (features, times)}`` (consumed: each clip's
+    originals are dropped once aligned, so the peak stays near one copy of the features)."""
     dims = []
-    for name, clips in zip(shards, loaded):
+    for name, clips in zip(names, loaded):
         widths = {f.shape[1] for f, _ in clips.values() if f.ndim == 2}
         if len(widths) != 1:
             raise ValueError(f"backbone {name!r}: feature widths {sorted(widths)} (need exactly one)")
         dims.append(widths.pop())
-    ids = set().union(*loaded)
     empty = (np.zeros((0, 1), np.float32), np.zeros(0))
-    return {i: align_modalities([clips.get(i, empty) for clips in loaded], dims) for i in ids}, dims
+    sequences, times = {}, {}
+    for i in sorted(set().union(*loaded)):
+        parts = [clips.pop(i, empty) for clips in loaded]
+        timeline = next((t for f, t in parts if len(f)), None)
+        sequences[i] = align_modalities(parts, dims)
+        times[i] = np.zeros(0) if timeline is None else timeline
+    return sequences, times, dims
+
+
+def load_modalities(shards: dict[str, list[str | os.PathLike]]) -> tuple[dict[int, np.ndarray], list[int]]:
+    """Clips' features of several backbones (in the dict's order) aligned by :func:`align_modalities`;
+    returns the sequences and each backbone's width."""
+    sequences, _, dims = _fuse_loaded(list(shards), [load_features(paths, with_times=True) for paths in shards.values()])
+    return sequences, dims
 
 
 @dataclass
@@ -500,15 +511,10 @@ def _holdout(ids: list[int], fraction: float, seed: int) -> tuple[list[int], lis
 def load_timed(shard_paths: list[str | os.PathLike] | dict[str, list[str | os.PathLike]]
                ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], list[int] | None]:
     """Features by clip id, their timestamps (s), and each backbone's width when two or more are fused
-    (on the first non-empty backbone's timeline, see :func:`align_modalities`)."""
+    (on the first non-empty backbone's timeline, see :func:`align_modalities`). Each shard is read
+    once."""
     if isinstance(shard_paths, dict) and len(shard_paths) > 1:
-        loaded = [load_features(paths, with_times=True) for paths in shard_paths.values()]
-        sequences, dims = load_modalities(shard_paths)
-        times = {}
-        for i in sequences:
-            timeline = next((t for clips in loaded if i in clips for f, t in [clips[i]] if len(f)), None)
-            times[i] = np.zeros(0) if timeline is None else timeline
-        return sequences, times, dims
+        return _fuse_loaded(list(shard_paths), [load_features(p, with_times=True) for p in shard_paths.values()])
     paths = next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths
     timed = load_features(paths, with_times=True)
     return {i: f for i, (f, _) in timed.items()}, {i: t for i, (_, t) in timed.items()}, None
@@ -520,16 +526,23 @@ def frames_at_steps(times: np.ndarray, fps: float) -> np.ndarray:
 
 
 def steps_for_frames(times: np.ndarray, frames: np.ndarray, fps: float) -> np.ndarray:
-    """For each 1-based video frame, the index of the feature step nearest to it in time.
+    """For each 1-based video frame, the index of the feature step that shows it (the inverse of
+    :func:`frames_at_steps`, the mapping training labels with), else the step nearest to the
+    frame's middle in time.
 
-    Feature steps may be missing (frames without a face dropped, a coarser feature rate); the
-    nearest step is the papers' "nearest valid frame" rule (003, 004).
+    Feature steps may be missing (frames without a face dropped, a coarser feature rate, a video
+    rate such as 29.97 against features at 30/s); the nearest step is the papers' "nearest valid
+    frame" rule (003, 004).
     """
     times = np.asarray(times, np.float64)
-    centre = (np.asarray(frames, np.float64) - 1) / fps
+    frames = np.asarray(frames, np.int64)
+    shown = frames_at_steps(times, fps)  # non-decreasing, as the timestamps are
+    first = np.clip(np.searchsorted(shown, frames, side="left"), 0, len(times) - 1)
+    centre = (frames - 0.5) / fps
     right = np.clip(np.searchsorted(times, centre), 0, len(times) - 1)
     left = np.clip(right - 1, 0, len(times) - 1)
-    return np.where(np.abs(times[right] - centre) < np.abs(times[left] - centre), right, left)
+    nearest = np.where(np.abs(times[right] - centre) < np.abs(times[left] - centre), right, left)
+    return np.where(shown[first] == frames, first, nearest)
 
 
 def frame_targets(times: np.ndarray, fps: float, frames: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -654,6 +667,14 @@ def train_fold(
     by_id = manifest.set_index("id")
     usable = {i for i, seq in sequences.items() if len(seq) > 0}
     if per_frame:
+        # a track whose frame rate could not be probed cannot be put on the frame timeline
+        fps_of = pd.to_numeric(by_id["fps"], errors="coerce")
+        no_rate = sorted(i for i in usable if i in fps_of.index and not (np.isfinite(fps_of[i]) and fps_of[i] > 0))
+        if no_rate:
+            names = by_id.loc[no_rate, "name"].astype(str).tolist() if "name" in by_id else no_rate
+            log.warning("%d track(s) without a usable frame rate get no prediction from this run: %s",
+                        len(no_rate), names[:10])
+            usable -= set(no_rate)
         labels_of = {int(i): (g["frame"].to_numpy(np.int64), g[targets].to_numpy(np.float32))
                      for i, g in frame_labels.groupby("id", sort=False)}
         step_labels = {i: frame_targets(times[i], float(by_id.at[i, "fps"]), *labels_of[i])
@@ -671,16 +692,20 @@ def train_fold(
     s = dataclasses.replace(s, seed=seed)
     train_ids, val_ids = _holdout(fit_ids, s.val_fraction, seed)
 
-    frames = np.concatenate([sequences[i] for i in train_ids])
-    mean, std = frames.mean(0), frames.std(0) + 1e-6
-    copies = _mask_copies(s, shard_paths, masked_shards, train_ids, dims, frames.shape[1], by_id,
-                          labels_of if per_frame else {}, targets)
+    mean, std = _mean_std([sequences[i] for i in train_ids])
+    width = len(mean)
+    copies = _mask_copies(s, shard_paths, masked_shards, train_ids, dims, width, by_id,
+                          labels_of if per_frame else {}, targets, mean=mean, std=std)
+    # normalised in place, track by track: at Aff-Wild2's scale (millions of steps, thousands of
+    # fused dimensions) a second, normalised copy of every track would double the job's memory
+    for i in usable:
+        sequences[i] = ((sequences[i] - mean) / std).astype(np.float32, copy=False)
 
     def x_of(i):
-        x = (sequences[i] - mean) / std
+        x = sequences[i]
         # clip tasks subsample long clips to max_steps; per-frame tasks keep every step (segments
         # bound the length instead) because every frame needs its own prediction
-        return torch.from_numpy((x if per_frame else subsample(x, s.max_steps)).astype(np.float32))
+        return torch.from_numpy(x if per_frame else np.ascontiguousarray(subsample(x, s.max_steps)))
 
     def examples(ids):
         if per_frame:
@@ -689,12 +714,11 @@ def train_fold(
         return [Example.make(x_of(i), y[n], task=s.task) for n, i in enumerate(ids)]
 
     device = pick_device(s.device)
-    train_examples = examples(train_ids) + [
-        Example.make(torch.from_numpy(((x - mean) / std).astype(np.float32)), y, task=s.task)
-        for _, _, x, y in copies]
+    train_examples = examples(train_ids) + [Example.make(torch.from_numpy(x), y, task=s.task)
+                                            for _, _, x, y in copies]
     fingerprint = json.dumps({"fold": fold, "train": train_ids, "val": val_ids, "targets": targets,
                               **({"mask_copies": [[r, i] for r, i, _, _ in copies]} if copies else {})})
-    model, history = fit(s, train_examples, val=examples(val_ids) or None, input_dim=frames.shape[1],
+    model, history = fit(s, train_examples, val=examples(val_ids) or None, input_dim=width,
                          output_dim=len(targets), device=device, checkpoint=out_dir / "checkpoint.pt",
                          fingerprint=fingerprint, callback=callback)
     log.info("fold %d: %d clips + %d masked copies, final train loss %.4f", fold, len(train_ids), len(copies),
@@ -709,6 +733,15 @@ def train_fold(
             values[have] = np.stack(preds)
         frame[targets] = values
         return frame
+
+    def _frame_count(i: int) -> int:
+        # the probed count; when the probe gave none, up to the frame the last feature step shows
+        n = pd.to_numeric(pd.Series([by_id.at[i, "frames"]]), errors="coerce").iloc[0]
+        if np.isfinite(n) and n > 0:
+            return int(n)
+        if i in usable and len(times[i]):
+            return int(frames_at_steps(times[i][-1:], float(by_id.at[i, "fps"]))[0])
+        return 0
 
     def frame_predictions(wanted: dict[int, np.ndarray]) -> pd.DataFrame:
         have = [i for i in wanted if i in usable]
@@ -728,7 +761,7 @@ def train_fold(
     test_ids = [int(i) for i in manifest.loc[manifest["split"] == "test", "id"]]
     if per_frame:
         oof = frame_predictions({i: labels_of[i][0] if i in labels_of else np.zeros(0, np.int64) for i in oof_ids})
-        test = frame_predictions({i: np.arange(1, int(by_id.at[i, "frames"]) + 1) for i in test_ids})
+        test = frame_predictions({i: np.arange(1, _frame_count(i) + 1) for i in test_ids})
         truth_table = frame_labels.set_index(["id", "frame"])
         scored = oof.dropna()
         truth = truth_table.loc[list(zip(scored["id"], scored["frame"])), targets].to_numpy() if len(scored) else None
@@ -769,16 +802,32 @@ def train_fold(
     checkpoints.save(out_dir / "model.pt", {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                                             "mean": torch.from_numpy(mean), "std": torch.from_numpy(std)})
     write_text_atomic(out_dir / "config.json", json.dumps({**asdict(settings), "targets": targets,
-                                                           "input_dim": int(frames.shape[1])}, indent=2))
+                                                           "input_dim": int(width)}, indent=2))
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     (out_dir / "checkpoint.pt").unlink(missing_ok=True)
     return metrics
 
 
+def _mean_std(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation (+1e-6) over the steps of ``arrays``, from running
+    float64 sums rather than one concatenated copy of them all."""
+    total = np.zeros(arrays[0].shape[1], np.float64)
+    squares = np.zeros_like(total)
+    count = 0
+    for x in arrays:
+        total += x.sum(0, dtype=np.float64)
+        squares += np.square(x, dtype=np.float64).sum(0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-6
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 def _mask_copies(s: TrainSettings, shard_paths, masked_shards, train_ids: list[int], dims, width: int,
-                 by_id: pd.DataFrame, labels_of: dict, targets: list[str]
-                 ) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
-    """train_fold's masked copies (paper 004): (region, track id, features, labels) per kept copy."""
+                 by_id: pd.DataFrame, labels_of: dict, targets: list[str], *, mean: np.ndarray,
+                 std: np.ndarray) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """train_fold's masked copies (paper 004): (region, track id, normalised features, labels) per
+    kept copy."""
     from affectflow.faces.masking import REGIONS
 
     if not s.mask_augment:
@@ -802,7 +851,7 @@ def _mask_copies(s: TrainSettings, shard_paths, masked_shards, train_ids: list[i
                 raise ValueError(f"mask_augment.{region}: track {i} has {x.shape[1]} features, the run {width}")
             y = mask_copy_labels(frame_targets(times[i], float(by_id.at[i, "fps"]), *labels_of[i]), targets, region)
             if y is not None:
-                copies.append((region, i, x, y))
+                copies.append((region, i, ((x - mean) / std).astype(np.float32, copy=False), y))
         log.info("mask_augment.%s: %d of %d training tracks copied", region,
                  sum(c[0] == region for c in copies), len(train_ids))
     return copies

@@ -37,7 +37,9 @@ rule manifest:
     params:
         task=TASK.name,
         root=lambda wildcards: ROOT,
-        options={k: DATASET[k] for k in ("test_list",) if k in DATASET},
+        options={
+            k: DATASET[k] for k in ("test_list", "frame_tolerance") if k in DATASET
+        },
         n_shards=N_SHARDS,
         k_folds=K_FOLDS,
         seed=config["train"].get("seed", 0),

@@ -45,17 +45,11 @@ rule qc_report:
 
 # Model figures of the report: OOF scores of every run and the ensemble, OOF predictions
 # against truth, learning curves. Target: REPORT_FIGURES (rule all can list it).
-from affectflow.tasks import task_spec
-
-REPORT_TASK = DATASET.get("task", "emi")
+REPORT_TASK = TASK.name
 REPORT_DIR = f"{RESULTS}/report"
 ENSEMBLE_NAME = ENSEMBLE.get("name", "late_mean")
 # Clip tasks take their labels from the manifest, per-frame tasks from the frame label table.
-REPORT_TRUTH = (
-    f"{RESULTS}/frame_labels.csv.gz"
-    if task_spec(REPORT_TASK).per_frame
-    else f"{RESULTS}/manifest.tsv"
-)
+REPORT_TRUTH = truth_table()
 REPORT_FIGURES = (
     [f"{REPORT_DIR}/scores.svg", f"{REPORT_DIR}/scores.tsv"]
     + expand(f"{REPORT_DIR}/oof/run-{{run}}.svg", run=RUNS)
