@@ -373,3 +373,12 @@ def test_mtcnn_thread_cap_is_restored_and_checked():
         create_detector("mtcnn", num_threads=-1)
     with pytest.raises(ValueError, match="thresholds"):
         create_detector("mtcnn", thresholds=[0.5, 0.5])
+
+
+def test_a_left_track_with_one_person_in_view_is_flagged(moving_square):
+    # an Aff-Wild2 "<video>_left" track of a video where only one face is found
+    left = process_clip({**moving_square, "name": "video7_left"}, SquareDetector(), options())
+    plain = process_clip({**moving_square, "name": "video7"}, SquareDetector(), options())
+    assert "one_person: left" in left.qc["flags"]
+    assert "one_person" not in plain.qc["flags"]
+    assert left.arrays["crops"] == plain.arrays["crops"]  # the only face is kept either way

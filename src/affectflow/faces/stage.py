@@ -295,6 +295,9 @@ def _process_clip(media: dict, detector: FaceDetector, opts: FaceOptions, *,
     side = "left" if name.endswith("_left") else "right" if name.endswith("_right") else None
     main, choice = choose_main_track(tracks, side=side)
     qc["n_tracks"] = choice.n_tracks
+    if side and main is not None and choice.runner_up_area < 0.25 * choice.main_area:
+        # one person found in a two-person video: the _left and _right tracks get the same face
+        flags.append(f"one_person: {side} track kept the only substantial face")
     with68 = main is not None and any(d.landmarks68 is not None for d in main.detections.values())
     boxes = np.full((n, 4), np.nan)
     landmarks = np.full((n, 5, 2), np.nan)
