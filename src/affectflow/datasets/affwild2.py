@@ -48,7 +48,7 @@ import av
 import numpy as np
 import pandas as pd
 
-from affectflow.datasets.emi import MANIFEST_COLUMNS, DatasetError, _where
+from affectflow.datasets.emi import MANIFEST_COLUMNS, DatasetError, _where, data_rows
 from affectflow.tasks import AU_TARGETS, VA_TARGETS
 
 __all__ = [
@@ -251,13 +251,8 @@ def read_sample_frames(path: str | os.PathLike) -> pd.DataFrame:
         if not header or header[0].strip() != "image_location":
             got = ",".join(header) if header else "an empty file"
             raise DatasetError(f"{_where(path, 1)}: bad header {got!r}, expected image_location,...")
-        for cells in reader:
-            line = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                raise DatasetError(f"{_where(path, line)}: {len(cells)} fields, expected {len(header)}")
-            match = _SAMPLE_RE.match(cells[0].strip())
+        for line, cells in data_rows(reader, len(header), path):
+            match = _SAMPLE_RE.match(cells[0])
             if not match:
                 raise DatasetError(
                     f"{_where(path, line)}: image_location {cells[0]!r} is not <video>/<frame>.jpg"

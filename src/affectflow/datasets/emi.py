@@ -60,6 +60,41 @@ def _where(path: Path, line: int | None = None) -> str:
     return f"{path}" if line is None else f"{path}, line {line}"
 
 
+def check_header(path: Path, header: list[str], required: tuple[str, ...], *,
+                 optional: tuple[str, ...] = ()) -> list[str]:
+    """The stripped header of csv ``path``; a missing, unexpected or duplicated column raises
+    :class:`DatasetError` naming them all (line 1)."""
+    header = [name.strip() for name in header]
+    allowed = (*required, *optional)
+    missing = [c for c in required if c not in header]
+    unexpected = [c for c in header if c not in allowed]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if missing or unexpected or duplicated:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {missing}")
+        if unexpected:
+            parts.append(f"unexpected column(s) {unexpected}")
+        if duplicated:
+            parts.append(f"duplicated column(s) {duplicated}")
+        expected = (f"{','.join(required)} (optional: {','.join(optional)})" if optional
+                    else f"exactly {','.join(required)}")
+        raise DatasetError(f"{_where(path, 1)}: bad header: {'; '.join(parts)} (expected {expected})")
+    return header
+
+
+def data_rows(reader, width: int, path: Path):
+    """Yield ``(line, stripped cells)`` for each non-blank row of a csv ``reader`` after its
+    header; a row with other than ``width`` fields raises naming the line."""
+    for cells in reader:
+        line = reader.line_num
+        if not cells or all(not c.strip() for c in cells):
+            continue  # blank line, e.g. a trailing empty line
+        if len(cells) != width:
+            raise DatasetError(f"{_where(path, line)}: {len(cells)} fields, expected {width}")
+        yield line, [c.strip() for c in cells]
+
+
 def _parse_label(cell: str, *, path: Path, line: int, column: str) -> float:
     """Parse one target value, which must be a finite number in [0, 1]."""
     if cell == "":
@@ -97,33 +132,10 @@ def _read_split_csv(path: Path) -> list[tuple[int, int, list[float]]]:
             raise DatasetError(
                 f"{_where(path, 1)}: file is empty, expected header {','.join(EMI_HEADER)}"
             )
-        header = [name.strip() for name in header]
-        missing = [c for c in EMI_HEADER if c not in header]
-        unexpected = [c for c in header if c not in EMI_HEADER]
-        duplicated = sorted({c for c in header if header.count(c) > 1})
-        if missing or unexpected or duplicated:
-            parts = []
-            if missing:
-                parts.append(f"missing column(s) {missing}")
-            if unexpected:
-                parts.append(f"unexpected column(s) {unexpected}")
-            if duplicated:
-                parts.append(f"duplicated column(s) {duplicated}")
-            raise DatasetError(
-                f"{_where(path, 1)}: bad header: {'; '.join(parts)} "
-                f"(expected exactly {','.join(EMI_HEADER)})"
-            )
+        header = check_header(path, header, EMI_HEADER)
         # Columns are matched by name, so a reordered header is read correctly.
         index = {name: i for i, name in enumerate(header)}
-        for cells in reader:
-            line = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
-                continue  # blank line, e.g. a trailing empty line
-            if len(cells) != len(header):
-                raise DatasetError(
-                    f"{_where(path, line)}: {len(cells)} fields, expected {len(header)}"
-                )
-            cells = [c.strip() for c in cells]
+        for line, cells in data_rows(reader, len(header), path):
             raw_id = cells[index[EMI_ID_COLUMN]]
             if not _ID_RE.match(raw_id):
                 raise DatasetError(

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.datasets.emi import MANIFEST_COLUMNS, DatasetError, _parse_label, _where
+from affectflow.datasets.emi import MANIFEST_COLUMNS, DatasetError, _parse_label, _where, check_header, data_rows
 from affectflow.tasks import ERI_TARGETS
 
 __all__ = [
@@ -76,7 +76,6 @@ def _read_csv(
     """Header check plus ``(line, cells)`` per non-blank data row (cells stripped)."""
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    allowed = (*required, *optional)
     rows: list[tuple[int, list[str]]] = []
     # utf-8-sig: spreadsheet exports often start with a byte-order mark.
     with path.open(newline="", encoding="utf-8-sig") as fh:
@@ -84,30 +83,8 @@ def _read_csv(
         header = next(reader, None)
         if header is None:
             raise DatasetError(f"{_where(path, 1)}: file is empty, expected header {','.join(required)}")
-        header = [name.strip() for name in header]
-        missing = [c for c in required if c not in header]
-        unexpected = [c for c in header if c not in allowed]
-        duplicated = sorted({c for c in header if header.count(c) > 1})
-        if missing or unexpected or duplicated:
-            parts = []
-            if missing:
-                parts.append(f"missing column(s) {missing}")
-            if unexpected:
-                parts.append(f"unexpected column(s) {unexpected}")
-            if duplicated:
-                parts.append(f"duplicated column(s) {duplicated}")
-            extra = f" (optional: {','.join(optional)})" if optional else ""
-            raise DatasetError(
-                f"{_where(path, 1)}: bad header: {'; '.join(parts)} "
-                f"(expected {','.join(required)}{extra})"
-            )
-        for cells in reader:
-            line = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                raise DatasetError(f"{_where(path, line)}: {len(cells)} fields, expected {len(header)}")
-            rows.append((line, [c.strip() for c in cells]))
+        header = check_header(path, header, required, optional=optional)
+        rows.extend(data_rows(reader, len(header), path))
     return {name: i for i, name in enumerate(header)}, rows
 
 
