@@ -32,12 +32,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affectflow.device import pick_device  # noqa: E402
+from affectflow.runtime.device import pick_device  # noqa: E402
 from affectflow.faces.crop import decode_jpeg, encode_jpeg, square_crop  # noqa: E402
 from affectflow.features import create_backbone  # noqa: E402
 from affectflow.features.stage import build_feature_shard, default_workers  # noqa: E402
 from affectflow.features.testing import resnet18_checkpoint  # noqa: E402
-from affectflow.ffmpeg_tools import ffmpeg_exe  # noqa: E402
+from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
 from affectflow.h5store import ShardWriter  # noqa: E402
 
 TARGET = 0.85

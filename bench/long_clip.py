@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from affectflow.faces import create_detector  # noqa: E402
 from affectflow.faces.stage import FaceOptions, process_clip  # noqa: E402
-from affectflow.ffmpeg_tools import ffmpeg_exe  # noqa: E402
+from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
 from affectflow.media import media_clip  # noqa: E402
 
 

@@ -24,10 +24,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affectflow.batching import padding_fraction, random_batches, subsample  # noqa: E402
-from affectflow.device import pick_device  # noqa: E402
+from affectflow.training.batching import padding_fraction, random_batches, subsample  # noqa: E402
+from affectflow.runtime.device import pick_device  # noqa: E402
 from affectflow.tasks import EMI_TARGETS  # noqa: E402
-from affectflow.train import Example, Trainer, TrainSettings, _collate, load_features  # noqa: E402
+from affectflow.training.fold import Example, Trainer, TrainSettings, _collate, load_features  # noqa: E402
 
 
 def demo_examples(backbone: str, fold: int, max_steps: int):

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.datasets import DatasetError, read_dataset, read_manifest, write_manifest
-from affectflow.datasets.affwild2 import (
+from affectflow.data import DatasetError, read_dataset, read_manifest, write_manifest
+from affectflow.data.affwild2 import (
     CHALLENGE_DIRS,
     TEST_LIST_NAMES,
     frame_label_table,
@@ -167,7 +167,7 @@ def test_explicit_and_missing_test_list(root, tmp_path, caplog):
     assert df.set_index("name").loc["video4_extra", "subject"] == "video4_extra"
     # no list at all: no test rows, and a warning
     os.unlink(r / TEST_LIST_DIR)
-    with caplog.at_level(logging.WARNING, logger="affectflow.datasets.affwild2"):
+    with caplog.at_level(logging.WARNING, logger="affectflow.data.affwild2"):
         df = read_affwild2_manifest(r, "va")
     assert "test" not in set(df["split"])
     assert "no test list" in caplog.text
@@ -179,7 +179,7 @@ def test_explicit_and_missing_test_list(root, tmp_path, caplog):
 def test_missing_video_keeps_row(root, tmp_path, caplog):
     own = tmp_path / "t.txt"
     own.write_text("ghost_left\n")
-    with caplog.at_level(logging.WARNING, logger="affectflow.datasets.affwild2"):
+    with caplog.at_level(logging.WARNING, logger="affectflow.data.affwild2"):
         df = read_affwild2_manifest(root, "va", test_list=own)
     row = df.set_index("name").loc["ghost_left"]
     assert row["subject"] == "ghost" and np.isnan(row["fps"]) and row["frames"] == 0 and row["crops"] == ""

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from affectflow import checkpoints
+from affectflow.training import checkpoints
 from affectflow.faces.crop import encode_jpeg
 from affectflow.features import create_backbone
 from affectflow.features import testing as tiny
@@ -25,7 +25,7 @@ from affectflow.features.stage import (
 )
 from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
 from affectflow.tasks import AU_TARGETS
-from affectflow.train import TrainSettings, check_runs, train_fold
+from affectflow.training.fold import TrainSettings, check_runs, train_fold
 
 from conftest import REPO, dry_run_jobs, run_snakemake
 
@@ -259,7 +259,7 @@ def _settings(**kw):
 
 
 def _spy_fit(monkeypatch):
-    import affectflow.train as train_module
+    import affectflow.training.fold as train_module
 
     captured = {}
     real_fit = train_module.fit

@@ -1,5 +1,5 @@
 """Paper 001's "unimodal branches trained first and frozen": a fusion model's branches load fold
-k's unimodal models (affectflow.branch_init, FusionModel.init_branches), frozen branches do not
+k's unimodal models (affectflow.training.branch_init, FusionModel.init_branches), frozen branches do not
 learn while the fusion head does, and the workflow wires fold k of the fused run to fold k of the
 unimodal runs."""
 
@@ -12,15 +12,15 @@ import pytest
 import torch
 import yaml
 
-from affectflow import checkpoints
-from affectflow.branch_init import (
+from affectflow.training import checkpoints
+from affectflow.training.branch_init import (
     branch_model_paths,
     check_branch_inits,
     with_branch_checkpoints,
     without_branch_keys,
 )
 from affectflow.models import create_model
-from affectflow.train import Example, Trainer, TrainSettings, check_runs, fit
+from affectflow.training.fold import Example, Trainer, TrainSettings, check_runs, fit
 
 from conftest import REPO, run_snakemake
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.demo import (
+from affectflow.demo.build import (
     LABEL_NOISE_SD,
     PROPERTY_COLUMNS,
     build_demo_dataset,
@@ -163,7 +163,7 @@ def test_same_seed_same_labels_and_properties(tiny, tmp_path):
 
 
 def test_reads_as_hume_vidmimic2(tiny):
-    from affectflow.datasets import read_emi_manifest
+    from affectflow.data import read_emi_manifest
 
     manifest = read_emi_manifest(tiny / "emi").set_index("id").sort_index()
     props = _props(tiny).set_index("id").sort_index()

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.datasets import DatasetError, read_emi_manifest, read_manifest, write_manifest
+from affectflow.data import DatasetError, read_emi_manifest, read_manifest, write_manifest
 
 HEADER = "Filename,Admiration,Amusement,Determination,Empathic Pain,Excitement,Joy"
 TARGETS = ["Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy"]

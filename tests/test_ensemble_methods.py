@@ -15,7 +15,7 @@ from scipy.optimize import nnls
 from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
-from affectflow.ensemble import (
+from affectflow.ensemble.build import (
     ENSEMBLERS,
     THRESHOLD_GRID,
     EnsembleError,
@@ -365,7 +365,7 @@ def test_bad_prediction_table_names_file_and_line(tmp_path):
 
 
 def test_load_truth_from_frame_labels_and_manifest(tmp_path):
-    from affectflow.datasets import write_manifest
+    from affectflow.data import write_manifest
 
     labels = table(frame_keys([1, 2], 3), np.arange(12).reshape(6, 2) / 10, VA.targets)
     labels.to_csv(tmp_path / "frame_labels.csv.gz", index=False)

@@ -13,14 +13,14 @@ import pytest
 from affectflow.faces import create_detector
 from affectflow.faces.align import TEMPLATE_112, align_crop, similarity_matrix, template, transform_points
 from affectflow.faces.crop import decode_jpeg
-from affectflow.faces.dlib_hog import five_from_68
+from affectflow.faces.detectors.dlib_hog import five_from_68
 from affectflow.faces.fill import fill_missing, gap_fill_mask, nearest_valid, smooth
 from affectflow.faces.masking import AUGMENTED_AUS, mask_face, masked_labels
 from affectflow.faces.registry import Detection, DetectorBase
 from affectflow.faces.sampling import max_frames, sample_frames, segment_bounds, uniform_indices
 from affectflow.faces.stage import FaceOptions, process_clip
 from affectflow.faces.tracks import box_iou, choose_main_track, link_tracks
-from affectflow.ffmpeg_tools import ffmpeg_exe
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 from affectflow.media import probe_media
 from conftest import REPO
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from affectflow.qc import histogram, write_qc_report
+from affectflow.report.qc import histogram, write_qc_report
 from conftest import REPO, dry_run_jobs, run_snakemake
 
 

@@ -15,7 +15,7 @@ import pytest
 from affectflow.faces.crop import encode_jpeg, square_crop
 from affectflow.features import BACKBONES, create_backbone, list_backbones
 from affectflow.features.stage import backbone_signature, build_feature_shard, cached_signature
-from affectflow.ffmpeg_tools import ffmpeg_exe
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
 from affectflow.registry import UnknownNameError
 from conftest import REPO

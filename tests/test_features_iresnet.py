@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from affectflow.faces.crop import decode_jpeg, encode_jpeg
 from affectflow.features import create_backbone
 from affectflow.features import testing as tiny
-from affectflow.features.iresnet import build_iresnet
+from affectflow.features.backbones.iresnet import build_iresnet
 from affectflow.features.stage import build_feature_shard
 from affectflow.features.weights import load_manifest
 from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs

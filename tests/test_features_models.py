@@ -16,8 +16,8 @@ from affectflow.features import create_backbone
 from affectflow.features import testing as tiny
 from affectflow.features.align import align_to_frames
 from affectflow.features.files import load_array_pickle
-from affectflow.features.landmarks import normalise_landmarks
-from affectflow.features.openface import OPENFACE_AUS
+from affectflow.features.backbones.landmarks import normalise_landmarks
+from affectflow.features.backbones.openface import OPENFACE_AUS
 from affectflow.features.weights import resolve_weights
 
 SR = 16000
@@ -279,7 +279,7 @@ def test_speech_chunks_cover_the_whole_clip(tmp_path):
 
 
 def test_vad_model_gives_hidden_states_plus_three_outputs(tmp_path):
-    from affectflow.features.speech import emotion_model_class
+    from affectflow.features.backbones.speech import emotion_model_class
 
     directory = tiny.vad_dir(tmp_path / "vad")
     audio = speech_like(1.0)

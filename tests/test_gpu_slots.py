@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from affectflow import gpu_slots
-from affectflow.gpu_slots import acquire_gpus, claim_gpus_for_job, device_pool
+from affectflow.runtime import gpu_slots
+from affectflow.runtime.gpu_slots import acquire_gpus, claim_gpus_for_job, device_pool
 
 from conftest import REPO
 
@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys, time
     from types import SimpleNamespace
-    from affectflow.gpu_slots import claim_gpus_for_job
+    from affectflow.runtime.gpu_slots import claim_gpus_for_job
     out, hold = sys.argv[1], float(sys.argv[2])
     slot = claim_gpus_for_job(SimpleNamespace(resources={"gpu": 1}))
     start = time.time()

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from affectflow.atomic import atomic_path, write_text_atomic
+from affectflow.runtime.atomic import atomic_path, write_text_atomic
 from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from affectflow.job_resources import estimate_clips_per_shard, job_resources
+from affectflow.config.resources import estimate_clips_per_shard, job_resources
 
 from conftest import REPO
 

@@ -16,8 +16,8 @@ from conftest import REPO
 JOB = textwrap.dedent(
     """
     import sys, time
-    from affectflow.atomic import atomic_path
-    from affectflow.job_signals import exit_cleanly_on_sigterm
+    from affectflow.runtime.atomic import atomic_path
+    from affectflow.runtime.signals import exit_cleanly_on_sigterm
     if sys.argv[2] == "handled":
         exit_cleanly_on_sigterm()
     with atomic_path(sys.argv[1]) as tmp:

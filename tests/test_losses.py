@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import pearsonr
 
-from affectflow.losses import LOSSES, create_loss, label_mask
+from affectflow.training.losses import LOSSES, create_loss, label_mask
 
 
 def ccc_np(t, p):

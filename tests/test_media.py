@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.ffmpeg_tools import ffmpeg_exe
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 from affectflow.h5store import iter_clips, read_file_attrs
 from affectflow.media import MediaError, build_media_shard, decode_audio, peak_normalise, probe_media
 

@@ -13,7 +13,7 @@ import pytest
 
 from affectflow.faces.crop import decode_jpeg
 from affectflow.faces.stage import build_faces_shard
-from affectflow.ffmpeg_tools import ffmpeg_exe
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 from affectflow.h5store import iter_clips
 from affectflow.media import build_media_shard
 from conftest import REPO

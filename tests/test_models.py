@@ -8,7 +8,7 @@ import torch
 
 from affectflow.models import MODELS, count_parameters, create_model
 from affectflow.models.blocks import TCN, AttentionPooling, modality_dropout
-from affectflow.recipes import RECIPES, recipe, resolve_run
+from affectflow.training.recipes import RECIPES, recipe, resolve_run
 from affectflow.registry import UnknownNameError
 
 MULTIMODAL = {"fusion", "dual_transformer", "cross_attention_transformer"}

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.datasets import DatasetError, read_dataset, read_manifest, write_manifest
-from affectflow.datasets.reaction import read_reaction_manifest
+from affectflow.data import DatasetError, read_dataset, read_manifest, write_manifest
+from affectflow.data.reaction import read_reaction_manifest
 from affectflow.tasks import ERI_TARGETS
 from affectflow.testing import PROPERTIES_FILE, TRUTH_FILE, make_reaction, make_vidmimic
 
@@ -80,7 +80,7 @@ def test_missing_media_keeps_row_and_warns(roots, tmp_path, caplog):
     shutil.copytree(roots["data_info"], root)
     first = read_reaction_manifest(root).iloc[0]
     Path(first["media"].replace(str(roots["data_info"].resolve()), str(root.resolve()))).unlink()
-    with caplog.at_level(logging.WARNING, logger="affectflow.datasets.reaction"):
+    with caplog.at_level(logging.WARNING, logger="affectflow.data.reaction"):
         df = read_reaction_manifest(root)
     assert len(df) == 10
     row = df.set_index("name").loc[first["name"]]

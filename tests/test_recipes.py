@@ -12,14 +12,14 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from affectflow.config_check import check_names
-from affectflow.datasets import read_manifest
-from affectflow.faces.config import stage_options
-from affectflow.recipes import resolve_run
-from affectflow.submission import expected_rows, validate_submission
+from affectflow.config.names import check_names
+from affectflow.data import read_manifest
+from affectflow.config.faces import stage_options
+from affectflow.training.recipes import resolve_run
+from affectflow.submission.write import expected_rows, validate_submission
 from affectflow.tasks import task_spec
 from affectflow.testing.recipes import tiny_recipe_config
-from affectflow.train import check_runs
+from affectflow.training.fold import check_runs
 
 from conftest import REPO, run_snakemake
 
@@ -108,7 +108,7 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
     # the validator accepts it too, against the manifest the workflow wrote
     results = work / "results" / f"tiny_{name}"
     manifest = read_manifest(results / "manifest.tsv")
-    from affectflow.datasets.affwild2 import read_sample_frames
+    from affectflow.data.affwild2 import read_sample_frames
 
     sample_frames = read_sample_frames(options["sample_file"]) if "sample_file" in options else None
     assert validate_submission(work / tiny["submission"], task, expected_rows(task, manifest, sample_frames=sample_frames)) \
@@ -130,7 +130,7 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
 
 
 def test_ground_truth_is_refused_for_tasks_other_than_emi():
-    from affectflow.config_check import ConfigError
+    from affectflow.config.names import ConfigError
 
     config = load("va_liu2023")
     config["dataset"]["ground_truth"] = "labels.csv"

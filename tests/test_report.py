@@ -20,7 +20,7 @@ import pytest
 from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
-from affectflow.report_figures import (
+from affectflow.report.figures import (
     learning_curves_svg,
     oof_svg,
     read_history,

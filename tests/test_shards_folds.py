@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import affectflow
-from affectflow.folds import assign_folds
-from affectflow.shards import assign_shards, shard_of
+from affectflow.data.folds import assign_folds
+from affectflow.data.shards import assign_shards, shard_of
 
 
 def manifest(n_train=40, n_test=5, subjects=None):
@@ -37,7 +37,7 @@ def test_shard_of_is_sha1_based_and_in_range():
 
 def test_shard_of_is_stable_across_processes():
     # A fresh interpreter has a different str-hash salt; the shard must not change.
-    code = "from affectflow.shards import shard_of; print([shard_of(i, 13) for i in range(50)])"
+    code = "from affectflow.data.shards import shard_of; print([shard_of(i, 13) for i in range(50)])"
     src = str(Path(affectflow.__file__).resolve().parent.parent)
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -129,7 +129,7 @@ def test_unknown_split_rejected():
 
 # -- the papers' fold schemes ------------------------------------------------------------------
 
-from affectflow.folds import FOLD_SCHEMES, TRAIN_ONLY, make_folds, n_folds  # noqa: E402
+from affectflow.data.folds import FOLD_SCHEMES, TRAIN_ONLY, make_folds, n_folds  # noqa: E402
 
 
 def scheme_manifest():

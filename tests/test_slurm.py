@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from affectflow.submission import validate_emi_submission
+from affectflow.submission.write import validate_emi_submission
 
 from conftest import REPO
 from test_workflow import tiny_config, write_config

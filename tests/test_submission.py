@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.submission import SubmissionError, validate_emi_submission, write_emi_submission
+from affectflow.submission.write import SubmissionError, validate_emi_submission, write_emi_submission
 
 HEADER = "Filename,Admiration,Amusement,Determination,Empathic Pain,Excitement,Joy"
 TARGETS = HEADER.split(",")[1:]
@@ -155,7 +155,7 @@ def test_validate_missing_file(tmp_path):
 
 def test_validation_runs_before_rename(tmp_path, monkeypatch):
     # If validating the written temp file fails, nothing may appear at the final path.
-    import affectflow.submission as submission
+    import affectflow.submission.write as submission
 
     def reject(path, spec, expected, *, shown):
         assert path != shown  # it is the temporary file that gets checked

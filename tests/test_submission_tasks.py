@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import affectflow.submission as submission
-from affectflow.datasets import write_manifest
-from affectflow.submission import (
+import affectflow.submission.write as submission
+from affectflow.data import write_manifest
+from affectflow.submission.write import (
     SubmissionError,
     expected_rows,
     training_fallback,
@@ -162,7 +162,7 @@ def test_clip_missing_and_nan_predictions_take_the_training_mean(tmp_path, task,
     preds = preds[preds["id"] != 22]  # no row at all for id 22
     preds.loc[preds["id"] == 5, targets(task)[1]] = np.nan  # one target missing for id 5
     path = tmp_path / "s.csv"
-    with caplog.at_level(logging.INFO, logger="affectflow.submission"):
+    with caplog.at_level(logging.INFO, logger="affectflow.submission.write"):
         summary = write_submission(spec, preds, expected, path, fallback=fallback)
     assert summary["training_mean"] == 2 and summary["predicted"] == 3 and summary["rows"] == 5
     table = pd.read_csv(path, dtype={spec.submission_key: str}).set_index(spec.submission_key)
@@ -277,7 +277,7 @@ def test_track_without_predictions_takes_the_training_mean(tmp_path, task, caplo
     preds = preds[preds["id"] != track_id("video2_left")]
     preds.loc[preds["id"] == track_id("video2_right"), targets(task)] = np.nan  # all NaN
     path = tmp_path / "s.csv"
-    with caplog.at_level(logging.INFO, logger="affectflow.submission"):
+    with caplog.at_level(logging.INFO, logger="affectflow.submission.write"):
         summary = write_submission(spec, preds, expected, path, fallback=fallback)
     n_missing = TRACKS["video2_left"][1] + TRACKS["video2_right"][1]
     assert summary["training_mean"] == n_missing

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from affectflow.datasets import read_dataset
+from affectflow.data import read_dataset
 from affectflow.media import decode_audio
 from affectflow.tasks import AU_TARGETS, EMI_TARGETS, ERI_TARGETS
 from affectflow.testing import PROPERTIES_FILE, TRUTH_FILE, make_affwild2, make_reaction, make_vidmimic
@@ -63,7 +63,7 @@ def test_media_streams_sizes_and_lengths(built):
 
 
 def test_mtcnn_finds_the_faces(built):
-    from affectflow.faces.mtcnn import MtcnnDetector
+    from affectflow.faces.detectors.mtcnn import MtcnnDetector
 
     roots, _ = built
     detector = MtcnnDetector(device="cpu")

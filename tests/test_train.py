@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from affectflow.ensemble import build_ensemble
+from affectflow.ensemble.build import build_ensemble
 from affectflow.h5store import ShardWriter
 from affectflow.models import create_model
 from affectflow.registry import UnknownNameError
 from affectflow.tasks import EMI_TARGETS, task_spec
-from affectflow.train import TrainSettings, load_features, train_fold
+from affectflow.training.fold import TrainSettings, load_features, train_fold
 
 TARGETS = list(EMI_TARGETS)
 D = 8  # 6 signal dimensions + 2 noise dimensions
@@ -312,7 +312,7 @@ def test_official_and_mix_schemes_through_train_fold(data, tmp_path):
 
 
 def test_train_fold_resumes_after_a_kill(data, tmp_path):
-    from affectflow.train import Interrupted
+    from affectflow.training.fold import Interrupted
 
     manifest, shards, _ = data
     quick = settings(epochs=4, model="tcn", model_params={"hidden": 16, "tcn_layers": 2, "dropout": 0.3},
@@ -333,7 +333,7 @@ def test_train_fold_resumes_after_a_kill(data, tmp_path):
 
 
 def test_align_modalities_by_nearest_time():
-    from affectflow.train import align_modalities
+    from affectflow.training.fold import align_modalities
 
     video = (np.arange(8, dtype=np.float32).reshape(4, 2), np.array([0.0, 0.1, 0.2, 0.3]))
     audio = (np.array([[10.0], [11.0], [12.0]], np.float32), np.array([0.0, 0.14, 0.31]))
@@ -345,7 +345,7 @@ def test_align_modalities_by_nearest_time():
 
 
 def test_fused_backbones_through_train_fold(data, tmp_path):
-    from affectflow.train import shards_by_backbone
+    from affectflow.training.fold import shards_by_backbone
 
     manifest, shards, sequences = data
     rng = np.random.default_rng(5)

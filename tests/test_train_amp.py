@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from affectflow.train import Example, Trainer, TrainSettings
+from affectflow.training.fold import Example, Trainer, TrainSettings
 
 
 def _examples(per_frame: bool, n: int = 8) -> list[Example]:

@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 
 from affectflow.h5store import ShardWriter
 from affectflow.tasks import AU_TARGETS, VA_TARGETS
-from affectflow.train import TrainSettings, frame_targets, frames_at_steps, steps_for_frames, train_fold
+from affectflow.training.fold import TrainSettings, frame_targets, frames_at_steps, steps_for_frames, train_fold
 
 FEATURE_RATE = 10.0  # feature steps per second (coarser than the video, as after detect_every)
 D = 4
@@ -146,7 +146,7 @@ def test_tracks_without_frame_rate_or_count_do_not_break_the_fold(tmp_path, capl
     manifest.loc[manifest["id"] == test_ids[0], "frames"] = 0  # no frame count in the container
     s = TrainSettings(model="gru@2", task="va", loss="ccc", epochs=2, batch_size=4, seed=0,
                       model_params={"hidden": 8, "per_frame": True})
-    with caplog.at_level("WARNING", logger="affectflow.train"):
+    with caplog.at_level("WARNING", logger="affectflow.training.fold"):
         metrics = train_fold(manifest, shards, 0, tmp_path / "f", targets=targets, settings=s, frame_labels=labels)
     assert any("without a usable frame rate" in r.message for r in caplog.records)
     oof = pd.read_csv(tmp_path / "f" / "oof.csv")

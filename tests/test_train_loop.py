@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from affectflow import checkpoints
-from affectflow.batching import length_batches, padding_fraction, random_batches, segments, subsample
+from affectflow.training import checkpoints
+from affectflow.training.batching import length_batches, padding_fraction, random_batches, segments, subsample
 from affectflow.metrics import ccc_per_target, mean_f1, mean_pearson
-from affectflow.schedules import Schedule, create_optimizer
-from affectflow.train import Example, Interrupted, TrainSettings, Trainer, fit, predict, settings_from_run
+from affectflow.training.schedules import Schedule, create_optimizer
+from affectflow.training.fold import Example, Interrupted, TrainSettings, Trainer, fit, predict, settings_from_run
 
 CPU_BUDGET_S = 15.0  # CPU seconds per learning test (one thread); ~2-5 s on an idle box
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from affectflow.submission import validate_emi_submission
+from affectflow.submission.write import validate_emi_submission
 from affectflow.tasks import EMI_HEADER
 
 from conftest import REPO, dry_run_jobs, run_snakemake

@@ -14,7 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from affectflow.atomic import atomic_path
+from affectflow.runtime.atomic import atomic_path
 
 
 def _attr_value(value: Any) -> Any:

@@ -15,7 +15,7 @@ import ffmpeg
 import numpy as np
 import pandas as pd
 
-from affectflow.ffmpeg_tools import ffmpeg_exe
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 from affectflow.h5store import ShardWriter
 
 log = logging.getLogger(__name__)

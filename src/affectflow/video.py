@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import ffmpeg
 import numpy as np
 
-from affectflow.ffmpeg_tools import ffmpeg_exe
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 
 
 class DecodeError(RuntimeError):

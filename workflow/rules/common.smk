@@ -1,9 +1,9 @@
 # Paths, shard lists and config look-ups shared by every stage.
-from affectflow.config_check import check_names
+from affectflow.config.names import check_names
 from affectflow.features.stage import cached_feature_signature, check_feature_entries
-from affectflow.job_resources import estimate_clips_per_shard, job_resources
+from affectflow.config.resources import estimate_clips_per_shard, job_resources
 from affectflow.tasks import task_spec
-from affectflow.train import run_folds
+from affectflow.training.fold import run_folds
 
 check_names(config)
 check_feature_entries(config["features"])  # e.g. a face mask on an audio backbone
@@ -24,7 +24,7 @@ RUNS = config["train"]["runs"]
 K_FOLDS = config["train"].get("k_folds", 2)
 ENSEMBLE = config["ensemble"]
 # Per-job cpus (threads), mem_mb, runtime and gpu of the GPU and per-shard rules, scaled with
-# the clips a job handles (see affectflow.job_resources); other rules take default-resources.
+# the clips a job handles (see affectflow.config.resources); other rules take default-resources.
 CLIPS_PER_SHARD = estimate_clips_per_shard(DATASET, config.get("resources"))
 JOB = {
     name: job_resources(
@@ -45,7 +45,7 @@ wildcard_constraints:
 
 
 def dataset_listing():
-    """The organisers' files the manifest is read from, by task (see affectflow.datasets)."""
+    """The organisers' files the manifest is read from, by task (see affectflow.data)."""
     if TASK.name == "emi":
         return [f"{ROOT}/train_split.csv", f"{ROOT}/valid_split.csv"]
     if TASK.name == "eri":
@@ -97,7 +97,7 @@ def run_feature_shards(wildcards):
 
 
 def fold_dirs(run):
-    # A run's fold_scheme (affectflow.folds) may fix its number of folds (e.g. 7 in 004).
+    # A run's fold_scheme (affectflow.data.folds) may fix its number of folds (e.g. 7 in 004).
     return [
         f"{RESULTS}/train/{run}/fold{k}" for k in range(run_folds(RUNS[run], K_FOLDS))
     ]

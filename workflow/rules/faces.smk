@@ -1,6 +1,6 @@
 # Faces stage: decode once at the configured fps, detect, choose the main face, fill missing
 # faces, sample, crop aligned 112x112, store per frame.
-from affectflow.faces.config import stage_options
+from affectflow.config.faces import stage_options
 
 # Checked here, at start-up: a bad option or unknown fallback detector fails before any job.
 FACE_OPTIONS = stage_options(FACES, fps=config["media"].get("fps", 30))

@@ -1,10 +1,10 @@
 # Train stage: one temporal model per run (one backbone), K folds over train+val.
-from affectflow.branch_init import (
+from affectflow.training.branch_init import (
     branch_model_paths,
     check_branch_inits,
     without_branch_keys,
 )
-from affectflow.train import check_runs
+from affectflow.training.fold import check_runs
 
 check_runs(without_branch_keys(config["train"]), config["features"])
 check_branch_inits(config["train"], k_folds=K_FOLDS)

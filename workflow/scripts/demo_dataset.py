@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from affectflow.demo import build_demo_dataset
-from affectflow.workflow_io import setup_logging
+from affectflow.demo.build import build_demo_dataset
+from affectflow.runtime.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 demo = snakemake.params.demo

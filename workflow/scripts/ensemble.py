@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from affectflow.ensemble import build_ensemble, load_truth
+from affectflow.ensemble.build import build_ensemble, load_truth
 from affectflow.tasks import task_spec
-from affectflow.workflow_io import setup_logging
+from affectflow.runtime.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
 spec = task_spec(snakemake.params.task)

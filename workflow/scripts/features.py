@@ -1,9 +1,9 @@
 """Features stage: one backbone over one shard."""
 
 from affectflow.features.stage import build_feature_shard, runtime_options
-from affectflow.gpu_slots import claim_gpus_for_job
-from affectflow.job_signals import exit_cleanly_on_sigterm
-from affectflow.workflow_io import setup_logging
+from affectflow.runtime.gpu_slots import claim_gpus_for_job
+from affectflow.runtime.signals import exit_cleanly_on_sigterm
+from affectflow.runtime.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 exit_cleanly_on_sigterm()  # scancel / time limit: remove the half-written shard, then fail

@@ -1,9 +1,9 @@
 """Collect the valid labelled frames of every train/val track into one table."""
 
-from affectflow.atomic import atomic_path
-from affectflow.datasets import read_manifest
-from affectflow.datasets.affwild2 import frame_label_table
-from affectflow.workflow_io import setup_logging
+from affectflow.runtime.atomic import atomic_path
+from affectflow.data import read_manifest
+from affectflow.data.affwild2 import frame_label_table
+from affectflow.runtime.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
 table = frame_label_table(read_manifest(snakemake.input.manifest), snakemake.params.task)

@@ -1,10 +1,10 @@
 """Read the dataset, assign shards and folds, write the manifest."""
 
-from affectflow.atomic import write_text_atomic
-from affectflow.datasets import read_dataset, write_manifest
-from affectflow.folds import assign_folds
-from affectflow.shards import assign_shards
-from affectflow.workflow_io import setup_logging
+from affectflow.runtime.atomic import write_text_atomic
+from affectflow.data import read_dataset, write_manifest
+from affectflow.data.folds import assign_folds
+from affectflow.data.shards import assign_shards
+from affectflow.runtime.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params

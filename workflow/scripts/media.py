@@ -1,9 +1,9 @@
 """Media stage for one shard."""
 
-from affectflow.datasets.emi import read_manifest
-from affectflow.job_signals import exit_cleanly_on_sigterm
+from affectflow.data.emi import read_manifest
+from affectflow.runtime.signals import exit_cleanly_on_sigterm
 from affectflow.media import build_media_shard
-from affectflow.workflow_io import setup_logging
+from affectflow.runtime.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 exit_cleanly_on_sigterm()  # scancel / time limit: remove the half-written shard, then fail

@@ -1,7 +1,7 @@
 """Data-quality table and plots of the data set."""
 
-from affectflow.qc import write_qc_report
-from affectflow.workflow_io import setup_logging
+from affectflow.report.qc import write_qc_report
+from affectflow.runtime.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 write_qc_report(

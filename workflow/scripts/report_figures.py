@@ -1,8 +1,8 @@
 """Figures of the Snakemake report (scores, OOF predictions, learning curves)."""
 
-from affectflow.report_figures import write_learning_curves, write_oof_figure, write_score_figure
+from affectflow.report.figures import write_learning_curves, write_oof_figure, write_score_figure
 from affectflow.tasks import task_spec
-from affectflow.workflow_io import setup_logging
+from affectflow.runtime.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
 figure = snakemake.params.figure

@@ -2,11 +2,11 @@
 
 import pandas as pd
 
-from affectflow.datasets import read_manifest
-from affectflow.datasets.affwild2 import read_sample_frames
-from affectflow.submission import expected_rows, training_fallback, write_submission
+from affectflow.data import read_manifest
+from affectflow.data.affwild2 import read_sample_frames
+from affectflow.submission.write import expected_rows, training_fallback, write_submission
 from affectflow.tasks import task_spec
-from affectflow.workflow_io import setup_logging
+from affectflow.runtime.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
 spec = task_spec(snakemake.params.task)

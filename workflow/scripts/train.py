@@ -5,13 +5,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from affectflow.branch_init import with_branch_checkpoints
-from affectflow.datasets import read_manifest
-from affectflow.gpu_slots import claim_gpus_for_job
-from affectflow.job_signals import exit_cleanly_on_sigterm
+from affectflow.training.branch_init import with_branch_checkpoints
+from affectflow.data import read_manifest
+from affectflow.runtime.gpu_slots import claim_gpus_for_job
+from affectflow.runtime.signals import exit_cleanly_on_sigterm
 from affectflow.tasks import task_spec
-from affectflow.train import settings_from_run, shards_by_backbone, train_fold
-from affectflow.workflow_io import setup_logging
+from affectflow.training.fold import settings_from_run, shards_by_backbone, train_fold
+from affectflow.runtime.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(max(1, snakemake.threads))  # the job's share of the cores, not all of them

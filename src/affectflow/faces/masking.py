@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from affectflow.faces.dlib_hog import five_from_68
+from affectflow.faces.detectors.dlib_hog import five_from_68
 
 #: AUs of the upper face (brows, lids, cheeks: above the nose tip) and of the lower face.
 UPPER_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9")

@@ -62,7 +62,3 @@ DETECTORS: Registry = Registry("face detector")
 def create_detector(name: str, **params) -> FaceDetector:
     """Build the detector registered under ``name`` with its keyword parameters."""
     return DETECTORS.get(name)(**params)
-
-
-# Register the built-in detectors.
-from affectflow.faces import dlib_hog, mtcnn  # noqa: E402,F401

@@ -26,7 +26,7 @@ import cv2
 import h5py
 import numpy as np
 
-from affectflow.device import pick_device
+from affectflow.runtime.device import pick_device
 from affectflow.faces.crop import decode_jpeg
 from affectflow.faces.masking import REGIONS
 from affectflow.features.align import align_to_frames

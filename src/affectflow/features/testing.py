@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectflow.features.openface import OPENFACE_AUS
+from affectflow.features.backbones.openface import OPENFACE_AUS
 
 # Small enough to build and run in well under a second; conv layers as the real models have
 # them, so the frame rate (20 ms) and the receptive field (25 ms) are the real ones.
@@ -49,7 +49,7 @@ def iresnet_checkpoint(path: Path, *, depth: int = 18, seed: int = 0, wrap: bool
     smallest real configuration (the 512 * 7 * 7 fc layer makes it ~96 MB)."""
     import torch
 
-    from affectflow.features.iresnet import build_iresnet
+    from affectflow.features.backbones.iresnet import build_iresnet
 
     torch.manual_seed(seed)
     model = build_iresnet(depth)
@@ -125,7 +125,7 @@ def vad_dir(path: Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import Wav2Vec2Config
 
-    from affectflow.features.speech import emotion_model_class
+    from affectflow.features.backbones.speech import emotion_model_class
 
     torch.manual_seed(seed)
     config = Wav2Vec2Config(**_SPEECH, num_labels=3, final_dropout=0.1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from affectflow.features.registry import dir_sha256, file_sha256
+from affectflow.runtime.hashing import dir_sha256, file_sha256
 
 # The repository root: this file is src/affectflow/features/weights.py (resolved, because job
 # scripts import the package through a symlink).

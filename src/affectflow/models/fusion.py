@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from affectflow import checkpoints
+from affectflow.training import checkpoints
 from affectflow.models.blocks import (
     AttentionPooling,
     CrossAttention,

@@ -6,7 +6,7 @@ astronaut) and LibriVox speech over a noise floor, so face detectors and audio f
 on them. Labels are planted on observable properties, deterministically from ``seed``:
 
 * clip tasks (EMI, ERI): functions of the clip's brightness, speech gain, pitch and face
-  source, as in :mod:`affectflow.demo` (EMI uses its very formulas); ERI rows are divided by
+  source, as in :mod:`affectflow.demo.build` (EMI uses its very formulas); ERI rows are divided by
   their maximum, as in the release (row max = 1);
 * per-frame tasks (VA, AU): the picture brightness of each person and the loudness of the
   audio change sinusoidally within a clip; valence follows the person's brightness, arousal
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow import demo
-from affectflow.atomic import atomic_path
-from affectflow.datasets.affwild2 import CHALLENGE_DIRS, INVALID, TEST_LIST_NAMES
+from affectflow.demo import build as demo
+from affectflow.runtime.atomic import atomic_path
+from affectflow.data.affwild2 import CHALLENGE_DIRS, INVALID, TEST_LIST_NAMES
 from affectflow.tasks import AU_TARGETS, ERI_TARGETS, VA_TARGETS, emi_media_name, image_location
 from affectflow.testing.media import clip_row, hstack_clips, render_clip, resources_dir, speech_track
 
@@ -134,7 +134,7 @@ def make_vidmimic(
     """A tiny Hume-Vidmimic2 (EMI) root: ``train_split.csv``, ``valid_split.csv``, ``raw/NNNNN.mp4``.
 
     Test clips (a quarter, at least 2) appear only under ``raw/``. Labels are
-    :func:`affectflow.demo.draw_labels` of the clip properties. ``fixture_truth.csv`` holds
+    :func:`affectflow.demo.build.draw_labels` of the clip properties. ``fixture_truth.csv`` holds
     the labels of every clip (test included), ``fixture_properties.tsv`` the properties.
     """
     if int(n_clips) != n_clips or n_clips < 5:

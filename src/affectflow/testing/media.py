@@ -1,6 +1,6 @@
 """Tiny real clips for the data set fixtures, rendered with the demo's ffmpeg recipe.
 
-Every clip comes from :func:`affectflow.demo.ffmpeg_command` (a real face from the demo
+Every clip comes from :func:`affectflow.demo.build.ffmpeg_command` (a real face from the demo
 sources, LibriVox speech over a pink-noise floor, H.264 + AAC), so the face detectors find a
 face and audio features are non-empty. :func:`render_clip` can add a time-varying brightness
 and loudness on top of the demo's constant ones, which is what the per-frame fixtures plant
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from affectflow import demo
-from affectflow.atomic import atomic_path
-from affectflow.ffmpeg_tools import ffmpeg_exe
+from affectflow.demo import build as demo
+from affectflow.runtime.atomic import atomic_path
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 
 __all__ = ["DEFAULT_RESOURCES", "clip_row", "hstack_clips", "render_clip", "resources_dir", "speech_track"]
 
@@ -36,7 +36,7 @@ def resources_dir(path: str | Path | None = None) -> Path:
 
 
 def speech_track(resources: Path, dest: Path) -> Path:
-    """The demo's normalised speech loop as a wav at ``dest`` (see :mod:`affectflow.demo`)."""
+    """The demo's normalised speech loop as a wav at ``dest`` (see :mod:`affectflow.demo.build`)."""
     demo._speech_track(resources, dest)  # noqa: SLF001 - the demo's own helper, reused as is
     return dest
 
@@ -59,7 +59,7 @@ def clip_row(
     audio_sample_rate: int = 16000,
     audio_channels: int = 1,
 ) -> pd.Series:
-    """One row of the demo's clip plan (:data:`affectflow.demo.PROPERTY_COLUMNS`)."""
+    """One row of the demo's clip plan (:data:`affectflow.demo.build.PROPERTY_COLUMNS`)."""
     from fractions import Fraction
 
     if face not in ("talker", "astronaut"):
@@ -93,7 +93,7 @@ def render_clip(
     brightness_expr: str | None = None,
     volume_expr: str | None = None,
 ) -> Path:
-    """Render one planned clip to ``out`` (mp4) with :func:`affectflow.demo.ffmpeg_command`.
+    """Render one planned clip to ``out`` (mp4) with :func:`affectflow.demo.build.ffmpeg_command`.
 
     ``brightness_expr`` / ``volume_expr``: optional ffmpeg expressions of ``t`` (seconds)
     applied per frame after the demo's filters (``eq=brightness=...:eval=frame`` and

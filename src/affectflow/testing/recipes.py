@@ -15,7 +15,7 @@ from pathlib import Path
 from affectflow.features.registry import BACKBONES
 from affectflow.features.stage import SIGNATURE_KEYS
 from affectflow.features.testing import tiny_backbone_params
-from affectflow.recipes import resolve_run
+from affectflow.training.recipes import resolve_run
 
 # Model widths for the tiny runs; only keys the recipe's model already takes are replaced.
 SMALL_MODEL_PARAMS = {

@@ -1,0 +1,1 @@
+"""Start-up, without torch: config names checked against the registries, options resolved once."""

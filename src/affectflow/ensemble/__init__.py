@@ -1,0 +1,1 @@
+"""Ensembles fitted on out-of-fold predictions."""

@@ -1,0 +1,1 @@
+"""The report and data-quality figures and tables."""

@@ -1,0 +1,1 @@
+"""Submissions: the rows the organisers expect, validation, and the atomic writer."""

@@ -1,0 +1,136 @@
+"""Each paper's training recipe as a dict of run settings (see REFERENCE.md, shared/seeds/).
+
+A run in the config names one with ``recipe: <name>``; keys the run sets itself override the
+recipe's. Values the paper does not state are marked ``# not stated`` and chosen conservatively.
+Late fusion by predictions (000) is two runs averaged by the ensemble stage (``method: mean``).
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from types import MappingProxyType
+
+_PLATEAU_HALVE_10 = {"factor": 0.5, "patience": 10}  # 000, 001: halve after 10 stale epochs
+# 001's per-branch temporal encoder: TCN (k=3, 5 layers) + temporal positions + Transformer (dim
+# 128). Shared by the fused recipe and the unimodal branch recipe so that a trained branch fits.
+_YU2023_ERI_ENCODER = {"hidden": 128, "tcn_layers": 5, "kernel": 3, "dim": 128,
+                       "layers": 2,  # transformer depth not stated
+                       "heads": 4}
+_YU2023_ERI_TRAINING = {"loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_size": 64, "max_steps": 32,
+                        "epochs": 100,  # not stated
+                        "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5"}
+
+RECIPES = MappingProxyType({
+    # 000 Yu et al. 2024, EMI: TCN (k=3, 5 layers) -> Transformer (2 blocks, 4 heads, attention
+    # dim 128) -> FFN, MSE, Adam 3e-5, batch 128, T = 300, lr halved after 10 stale epochs.
+    "yu2024_emi_visual": {
+        "model": "tcn_transformer",
+        "model_params": {"hidden": 128, "tcn_layers": 5, "kernel": 3, "dim": 128, "layers": 2, "heads": 4,
+                         "pooling": "mean", "head_hidden": [128], "sigmoid": False},
+        "loss": "mse", "optimizer": "adam", "lr": 3e-5, "batch_size": 128, "max_steps": 300,
+        "epochs": 100,  # not stated
+        "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10,
+    },
+    # 000's audio branch: TCN -> FFN.
+    "yu2024_emi_audio": {
+        "model": "tcn",
+        "model_params": {"hidden": 128, "tcn_layers": 5, "kernel": 3, "pooling": "mean", "head_hidden": [128],
+                         "sigmoid": False},
+        "loss": "mse", "optimizer": "adam", "lr": 3e-5, "batch_size": 128, "max_steps": 300,
+        "epochs": 100,  # not stated
+        "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10,
+    },
+    # 001 Yu et al. 2023, ERI: per-branch TCN + temporal positions + Transformer (dim 128), fused
+    # by modality dropout (p_m 0.9, p_v 0.5), concat + LayerNorm + Linear, attention pooling,
+    # sigmoid; MSE, Adam 1e-4, batch 64, 32 frames, halve after 10 stale epochs, 5-fold train+val.
+    # The branches are trained first (yu2023_eri_branch) and loaded frozen: run keys
+    # init_branches / freeze_branches (affectflow.training.branch_init).
+    "yu2023_eri": {
+        "model": "fusion",
+        "model_params": {"fusion": "late_encoders", "encoder": "tcn_transformer", **_YU2023_ERI_ENCODER,
+                         "fusion_dim": 128, "modality_dropout": {"p_m": 0.9, "p_v": 0.5},
+                         "pooling": "attention", "head_hidden": [], "sigmoid": True},
+        **_YU2023_ERI_TRAINING,
+    },
+    # 001's unimodal branch, trained first on one modality: the same encoder, attention pooling,
+    # Linear, sigmoid (the branch head is not stated; the fused head's form is reused).
+    "yu2023_eri_branch": {
+        "model": "tcn_transformer",
+        "model_params": {**_YU2023_ERI_ENCODER, "pooling": "attention", "head_hidden": [], "sigmoid": True},
+        **_YU2023_ERI_TRAINING,
+    },
+    # 001's visual branch on face crops (frames, not cached features).
+    "yu2023_eri_visual": {
+        "model": "spatial_attention_resnet18",
+        "model_params": {"spatial_layers": 4, "spatial_heads": 4, "dim": 128, "tcn_layers": 5},
+        "loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_size": 64, "max_steps": 32,
+        "epochs": 100,  # not stated
+        "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5",
+    },
+    # 002 Hallmen et al. 2024, EMI audio: Wav2Vec2 (1027-d) -> [mean ; last step of a 2-layer
+    # LSTM, dropout 0.1] -> Linear-tanh-Linear; AdamW 1e-4, cosine with 1 warm-up epoch, 30
+    # epochs, early stopping, batch 32, MSE, 12 s (599 Wav2Vec2 frames), length-bucketed batches.
+    "hallmen2024_emi": {
+        "model": "audio_lstm_mean",
+        "model_params": {"layers": 2, "dropout": 0.1, "sigmoid": False},
+        "loss": "mse", "optimizer": "adamw", "lr": 1e-4, "batch_size": 32, "max_steps": 599, "epochs": 30,
+        "scheduler": "cosine", "scheduler_params": {"warmup_epochs": 1},
+        "early_stopping": 5,  # patience not stated
+        "val_fraction": 0.1, "batching": "bucket",
+    },
+    # 003 Liu et al. 2023, VA per frame: Transformer (dim 1024, 4 layers, 4 heads, dropout 0.3),
+    # head {512, 256} dropout 0.1, segments of 150, loss 1 - CCC summed over V and A, Adam, 30
+    # epochs, 6 folds (train in 5 + val).
+    "liu2023_va_transformer": {
+        "model": "transformer",
+        "model_params": {"dim": 1024, "layers": 4, "heads": 4, "dropout": 0.3, "head_hidden": [512, 256],
+                         "head_dropout": 0.1, "per_frame": True, "sigmoid": False},
+        "task": "va", "loss": "ccc", "optimizer": "adam", "lr": 1e-4,  # lr not stated
+        "batch_size": 32,  # not stated
+        "epochs": 30, "segment_length": 150, "segment_stride": 150, "fold_scheme": "train5_val",
+    },
+    # 003's recurrent variant: GRU carrying its hidden state across consecutive segments.
+    "liu2023_va_gru": {
+        "model": "gru@2",
+        "model_params": {"hidden": 512, "rnn_layers": 2,  # not stated
+                         "head_hidden": [512, 256], "head_dropout": 0.1, "per_frame": True, "sigmoid": False},
+        "task": "va", "loss": "ccc", "optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 30,
+        "segment_length": 150, "segment_stride": 150, "carry_state": True, "fold_scheme": "train5_val",
+    },
+    # 003's Transformer -> LSTM.
+    "liu2023_va_transformer_lstm": {
+        "model": "transformer_lstm",
+        "model_params": {"dim": 1024, "layers": 4, "heads": 4, "dropout": 0.3, "hidden": 512,
+                         "head_hidden": [512, 256], "head_dropout": 0.1, "per_frame": True, "sigmoid": False},
+        "task": "va", "loss": "ccc", "optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 30,
+        "segment_length": 150, "segment_stride": 150, "fold_scheme": "train5_val",
+    },
+    # 004 Deng et al. 2023, AU per frame: TCN + Transformer (best single model), sequences of 128,
+    # BCE, Adam 1e-4, StepLR x0.1 every 20 epochs, 50 epochs, 7 folds (train in 5 + val in 2).
+    "deng2023_au": {
+        "model": "tcn_transformer",
+        "model_params": {"hidden": 256, "tcn_layers": 5, "kernel": 3, "dim": 256, "layers": 4,  # widths not stated
+                         "heads": 4, "per_frame": True, "sigmoid": True, "head_hidden": [256]},
+        "task": "au", "loss": "bce", "optimizer": "adam", "lr": 1e-4, "batch_size": 32,  # batch not stated
+        "epochs": 50, "scheduler": "step", "scheduler_params": {"step_size": 20, "gamma": 0.1},
+        "segment_length": 128, "segment_stride": 128, "fold_scheme": "train5_val2",
+    },
+})
+
+
+def recipe(name: str) -> dict:
+    """A deep copy of recipe ``name``; an unknown name fails listing the known ones."""
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    return deepcopy(RECIPES[name])
+
+
+def resolve_run(run: dict) -> dict:
+    """The run's settings with its recipe (if any) underneath: run keys win, model_params merge."""
+    run = deepcopy(dict(run))
+    name = run.pop("recipe", None)
+    if name is None:
+        return run
+    base = recipe(name)
+    params = {**base.get("model_params", {}), **run.pop("model_params", {})}
+    return {**base, **run, "model_params": params}
