@@ -33,7 +33,9 @@ test: venv
 	bash .ci/browser_deps.sh
 	$(BIN)/python -m pytest
 
+# ruff (configured in pyproject.toml), snakefmt and Snakemake's own linter; CI runs it first.
 lint: venv
+	$(BIN)/ruff check src tests bench workflow/scripts
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 

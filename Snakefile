@@ -1,5 +1,5 @@
 # affectflow: raw videos of people -> ABAW challenge submissions.
-# Usage: snakemake --cores all results/submission.csv [--configfile yours.yaml]
+# Usage: snakemake --cores all [--configfile yours.yaml]   (rule all: see get_final_output)
 import os
 import sys
 
@@ -20,7 +20,8 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Unknown keys fail here; every default of the schema is filled in (the one place defaults live).
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
 include: "workflow/rules/common.smk"
@@ -30,12 +31,11 @@ include: "workflow/rules/faces.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/submit.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        SUBMISSION,
-        QC_REPORT,
-        REPORT_FIGURES,
+        get_final_output(),

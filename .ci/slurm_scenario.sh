@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI scenario: a real single-node SLURM on this machine, the tiny demo through
-# `--profile profiles/slurm`, and the scheduler faults (tests/test_slurm.py).
+# `--profile profiles/slurm`, and the scheduler faults (tests/workflow/test_slurm.py).
 #
 # Run as root on a Debian 12 machine (CI): installs slurmctld slurmd slurm-client munge when
 # missing, writes /etc/slurm/{slurm.conf,gres.conf} for this host (one GPU as gres with
@@ -159,12 +159,12 @@ fi
 sinfo -N -o "%N %t %c %m %G"
 
 # 4. The scenario proper: tests/conftest.py collects test_slurm.py only with AFFECTFLOW_SLURM=1.
-log "running tests/test_slurm.py (limit ${SCENARIO_TIMEOUT}s)"
+log "running tests/workflow/test_slurm.py (limit ${SCENARIO_TIMEOUT}s)"
 # In a process group of its own (setsid), in the background and waited for, so that a signal
 # to this script is handled at once: the trap then stops that whole group (pytest, the
 # Snakemake it started) before the daemons.
 AFFECTFLOW_SLURM=1 setsid timeout --kill-after=30 "$SCENARIO_TIMEOUT" \
-    "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_slurm.py "$@" &
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/workflow/test_slurm.py "$@" &
 TEST_PID=$!
 wait "$TEST_PID"
 TEST_PID=

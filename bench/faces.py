@@ -39,10 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from affectflow.faces import create_detector  # noqa: E402
-from affectflow.faces.stage import FaceOptions, process_clip  # noqa: E402
+from affectflow.faces.clip import process_clip  # noqa: E402
+from affectflow.faces.options import FaceOptions  # noqa: E402
 from affectflow.faces.tracks import box_iou  # noqa: E402
-from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
 from affectflow.media import probe_media  # noqa: E402
+from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
 from affectflow.video import iter_frame_batches  # noqa: E402
 
 SECONDS = 10

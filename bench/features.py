@@ -32,13 +32,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affectflow.runtime.device import pick_device  # noqa: E402
 from affectflow.faces.crop import decode_jpeg, encode_jpeg, square_crop  # noqa: E402
 from affectflow.features import create_backbone  # noqa: E402
 from affectflow.features.stage import build_feature_shard, default_workers  # noqa: E402
 from affectflow.features.testing import resnet18_checkpoint  # noqa: E402
-from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
 from affectflow.h5store import ShardWriter  # noqa: E402
+from affectflow.runtime.device import pick_device  # noqa: E402
+from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
 
 TARGET = 0.85
 # The talker's face in movie-hello.mp4 (1280 x 720), picked by looking at a frame.

@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from affectflow.faces import create_detector  # noqa: E402
-from affectflow.faces.stage import FaceOptions, process_clip  # noqa: E402
-from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
+from affectflow.faces.clip import process_clip  # noqa: E402
+from affectflow.faces.options import FaceOptions  # noqa: E402
 from affectflow.media import media_clip  # noqa: E402
+from affectflow.runtime.ffmpeg import ffmpeg_exe  # noqa: E402
 
 
 def main() -> None:

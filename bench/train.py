@@ -24,10 +24,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affectflow.training.batching import padding_fraction, random_batches, subsample  # noqa: E402
 from affectflow.runtime.device import pick_device  # noqa: E402
 from affectflow.tasks import EMI_TARGETS  # noqa: E402
-from affectflow.training.fold import Example, Trainer, TrainSettings, _collate, load_features  # noqa: E402
+from affectflow.training.batching import padding_fraction, random_batches, subsample  # noqa: E402
+from affectflow.training.loop import Trainer, collate  # noqa: E402
+from affectflow.training.sequences import Example, load_features  # noqa: E402
+from affectflow.training.settings import TrainSettings  # noqa: E402
 
 
 def demo_examples(backbone: str, fold: int, max_steps: int):
@@ -89,7 +91,7 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    preloaded = [_collate([examples[i] for i in b], device, False) for b in trainer.batches(examples)]
+    preloaded = [collate([examples[i] for i in b], device, False) for b in trainer.batches(examples)]
 
     def epoch_preloaded() -> float:
         start = time.perf_counter()

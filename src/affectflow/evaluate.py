@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from affectflow.runtime.atomic import write_text_atomic
 from affectflow.metrics import pearson_per_target
+from affectflow.runtime.atomic import write_text_atomic
 from affectflow.tasks import EMI_ID_COLUMN, EMI_TARGETS
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -88,12 +88,19 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def iter_clips(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, np.ndarray], dict[str, Any]]]:
-    """Yield ``(clip_id, arrays, attrs)`` for every clip of a shard, in file order."""
+def iter_clips(path: str | os.PathLike, names: Sequence[str] | None = None
+               ) -> Iterator[tuple[str, dict[str, np.ndarray], dict[str, Any]]]:
+    """Yield ``(clip_id, arrays, attrs)`` for every clip of a shard, in file order.
+
+    ``names``: read only these datasets of each clip (those present), e.g. the timestamps of a
+    faces shard without its crops; None reads them all.
+    """
     with h5py.File(path, "r") as h5:
         for clip_id, group in h5["clips"].items():
             arrays = {}
             for name, data in group.items():
+                if names is not None and name not in names:
+                    continue
                 if data.dtype.kind == "O":  # vlen bytes: encoded images
                     arrays[name] = [bytes(item) for item in data[()]]
                 else:

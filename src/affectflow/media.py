@@ -15,8 +15,9 @@ import ffmpeg
 import numpy as np
 import pandas as pd
 
-from affectflow.runtime.ffmpeg import ffmpeg_exe
 from affectflow.h5store import ShardWriter
+from affectflow.runtime.atomic import atomic_path
+from affectflow.runtime.ffmpeg import ffmpeg_exe
 
 log = logging.getLogger(__name__)
 
@@ -245,3 +246,19 @@ def build_media_shard(
             qc_rows.append({"id": clip.id, "stage": "media", "status": status, "reason": reason,
                             "flags": "; ".join(flags), "audio_s": len(audio) / sample_rate, **asdict(facts)})
     return pd.DataFrame(qc_rows)
+
+
+def write_media_shard(manifest_path: str | os.PathLike, shard: int, out_path: str | os.PathLike,
+                      qc_path: str | os.PathLike, *, sample_rate: int, peak_dbfs: float,
+                      max_seconds: float | None = None) -> pd.DataFrame:
+    """The media job: :func:`build_media_shard` for the manifest file's ``shard``, and its QC table
+    written (tab-separated, atomically) to ``qc_path``."""
+    from affectflow.data import (
+        read_manifest,  # the data stage's reader of the manifest file
+    )
+
+    qc = build_media_shard(read_manifest(manifest_path), shard, out_path, sample_rate=sample_rate,
+                           peak_dbfs=peak_dbfs, max_seconds=max_seconds)
+    with atomic_path(qc_path) as tmp:
+        qc.to_csv(tmp, sep="\t", index=False)
+    return qc

@@ -1,4 +1,4 @@
-"""The four ABAW tasks: targets, unit, value range, metric and submission key (see REFERENCE.md).
+"""The four ABAW tasks: targets, unit, value range, metric and submission key (see docs/methods.md).
 
 Every stage after the data stage asks :func:`task_spec` what a task looks like instead of
 hard-coding EMI. Prediction tables passed between stages (``oof.csv``, ``test.csv``) carry the

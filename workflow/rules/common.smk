@@ -1,30 +1,36 @@
-# Paths, shard lists and config look-ups shared by every stage.
-from affectflow.config.names import check_names
-from affectflow.features.stage import cached_feature_signature, check_feature_entries
+# Paths, shard lists, config look-ups and the target list shared by every stage. The config is
+# validated with its schema's defaults filled in (Snakefile), so values are read by indexing.
+from affectflow.config import check_config
+from affectflow.config.faces import stage_options
+from affectflow.config.names import registered
 from affectflow.config.resources import estimate_clips_per_shard, job_resources
+from affectflow.config.runs import run_folds
+from affectflow.data import organiser_files
+from affectflow.features.signature import cached_feature_signature
 from affectflow.tasks import task_spec
-from affectflow.training.fold import run_folds
 
-check_names(config)
-check_feature_entries(config["features"])  # e.g. a face mask on an audio backbone
+check_config(
+    config
+)  # names against the registries, feature entries, runs, branch inits
 
 DATASET = config["dataset"]
 DS = DATASET["name"]
 ROOT = DATASET["root"]
-N_SHARDS = DATASET.get("n_shards", 8)
+N_SHARDS = DATASET["n_shards"]
 SHARDS = list(range(N_SHARDS))
 RESULTS = f"results/{DS}"
-SUBMISSION = config.get("submission", "results/submission.csv")
-TASK = task_spec(DATASET.get("task", "emi"))
-# Per-frame tasks (VA, AU): the labelled frames as one table (id, frame, targets), read by the
-# train, ensemble, submission and report rules.
-FRAME_LABELS = f"{RESULTS}/frame_labels.csv.gz"
+TASK = task_spec(DATASET["task"])
 FACES = config["faces"]
 RUNS = config["train"]["runs"]
-K_FOLDS = config["train"].get("k_folds", 2)
+K_FOLDS = config["train"]["k_folds"]
+SEED = config["train"]["seed"]
 ENSEMBLE = config["ensemble"]
+# Alternative ensembles of the same members (ensemble.compare), for the report's comparison.
+ENSEMBLE_COMPARE = [m for m in ENSEMBLE["compare"] if m != ENSEMBLE["method"]]
+# Faces stage options, resolved once and checked here: a bad value fails before any job.
+FACE_OPTIONS = stage_options(FACES, fps=config["media"]["fps"])
 # Per-job cpus (threads), mem_mb, runtime and gpu of the GPU and per-shard rules, scaled with
-# the clips a job handles (see affectflow.config.resources); other rules take default-resources.
+# the clips a job handles (affectflow.config.resources); other rules take default-resources.
 CLIPS_PER_SHARD = estimate_clips_per_shard(DATASET, config.get("resources"))
 JOB = {
     name: job_resources(
@@ -41,32 +47,26 @@ wildcard_constraints:
     k=r"\d+",
     backbone="|".join(config["features"]),
     run="|".join(RUNS),
-    method="mean|weighted|greedy|best",
+    method="|".join(registered("ensemblers")),
 
 
-def dataset_listing():
-    """The organisers' files the manifest is read from, by task (see affectflow.data)."""
-    if TASK.name == "emi":
-        return [f"{ROOT}/train_split.csv", f"{ROOT}/valid_split.csv"]
-    if TASK.name == "eri":
-        older = [f"{ROOT}/labels.csv", f"{ROOT}/partition.csv"]
-        return (
-            older
-            if not os.path.exists(f"{ROOT}/data_info.csv")
-            and all(map(os.path.exists, older))
-            else [f"{ROOT}/data_info.csv"]
-        )
-    challenge = {"va": "VA_Estimation_Challenge", "au": "AU_Detection_Challenge"}[
-        TASK.name
-    ]
-    return [f"{ROOT}/Annotations/{challenge}"] + [
-        DATASET[k] for k in ("test_list",) if k in DATASET
-    ]
+def dataset_files():
+    """The organisers' files the manifest is read from (affectflow.data knows them per task)."""
+    return organiser_files(TASK.name, ROOT, test_list=DATASET.get("test_list"))
 
 
 def truth_table():
     """Labels the ensemble and report score against: the manifest (clip tasks) or frame labels."""
-    return FRAME_LABELS if TASK.per_frame else f"{RESULTS}/manifest.tsv"
+    return (
+        rules.frame_labels.output.table
+        if TASK.per_frame
+        else rules.manifest.output.manifest
+    )
+
+
+def frame_label_inputs():
+    """The frame label table for per-frame tasks (VA, AU); nothing for clip tasks."""
+    return [rules.frame_labels.output.table] if TASK.per_frame else []
 
 
 def feature_signature(wildcards):
@@ -79,25 +79,57 @@ def feature_signature(wildcards):
 def feature_inputs(wildcards):
     """Face crops for visual backbones, audio for audio ones; the frame timeline if aligned."""
     signature = feature_signature(wildcards)
-    faces = f"{RESULTS}/faces/{FACES['detector']}/shard-{wildcards.s}.h5"
-    media = f"{RESULTS}/media/shard-{wildcards.s}.h5"
+    faces = expand(rules.faces.output.shard, detector=FACES["detector"], s=wildcards.s)[
+        0
+    ]
+    media = expand(rules.media.output.shard, s=wildcards.s)[0]
     inputs = {"source": faces if signature["modality"] == "visual" else media}
     if signature.get("timeline") == "frames":
         inputs["frames"] = faces
     return inputs
 
 
+def run_backbones(run):
+    """A run's backbone, those it is fused with (fuse_with), then its face-masked copies
+    (mask_augment, paper 004's data balancing)."""
+    settings = RUNS[run]
+    backbones = [settings["backbone"], *settings["fuse_with"]]
+    masked = settings.get("mask_augment", {}).values()
+    return backbones + [b for b in masked if b not in backbones]
+
+
 def run_feature_shards(wildcards):
-    # the run's backbone, then those it is fused with (train.runs.<run>.fuse_with), then its
-    # face-masked copies (train.runs.<run>.mask_augment, paper 004's data balancing)
-    run = RUNS[wildcards.run]
-    backbones = [run["backbone"], *run.get("fuse_with", [])]
-    backbones += [b for b in run.get("mask_augment", {}).values() if b not in backbones]
-    return expand(f"{RESULTS}/features/{{b}}/shard-{{s}}.h5", b=backbones, s=SHARDS)
+    return expand(
+        rules.features.output.shard, backbone=run_backbones(wildcards.run), s=SHARDS
+    )
 
 
 def fold_dirs(run):
-    # A run's fold_scheme (affectflow.data.folds) may fix its number of folds (e.g. 7 in 004).
+    """A run's fold directories; its fold_scheme (affectflow.data.folds) may fix their number."""
     return [
         f"{RESULTS}/train/{run}/fold{k}" for k in range(run_folds(RUNS[run], K_FOLDS))
+    ]
+
+
+def ensemble_folds():
+    """The fold predictions (OOF and test) of every ensemble member."""
+    return [
+        f"{d}/{name}"
+        for run in ENSEMBLE["members"]
+        for d in fold_dirs(run)
+        for name in ("oof.csv", "test.csv")
+    ]
+
+
+def get_final_output():
+    """The default targets: the submission, the data-quality tables and plots, the report figures."""
+    return [
+        rules.submission.output.submission,
+        rules.qc_report.output.summary,
+        rules.qc_report.output.plots,
+        rules.report_scores.output.svg,
+        rules.report_scores.output.tsv,
+        rules.report_oof_ensemble.output.svg,
+        expand(rules.report_oof_run.output.svg, run=RUNS),
+        expand(rules.report_learning_curves.output.svg, run=RUNS),
     ]

@@ -24,7 +24,7 @@ if "demo" in DATASET:
 
 rule manifest:
     input:
-        listing=dataset_listing(),
+        listing=dataset_files(),
     output:
         manifest=f"{RESULTS}/manifest.tsv",
         shards=f"{RESULTS}/shards.tsv",
@@ -42,7 +42,7 @@ rule manifest:
         },
         n_shards=N_SHARDS,
         k_folds=K_FOLDS,
-        seed=config["train"].get("seed", 0),
+        seed=SEED,
     script:
         "../scripts/manifest.py"
 
@@ -50,9 +50,9 @@ rule manifest:
 # Per-frame tasks: every valid labelled frame of the train/val tracks in one table.
 rule frame_labels:
     input:
-        manifest=f"{RESULTS}/manifest.tsv",
+        manifest=rules.manifest.output.manifest,
     output:
-        FRAME_LABELS,
+        table=f"{RESULTS}/frame_labels.csv.gz",
     log:
         f"logs/frame_labels/{DS}.log",
     benchmark:

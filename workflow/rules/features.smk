@@ -1,4 +1,6 @@
 # Features stage: one backbone over one shard, cached as (T, D) per clip in HDF5.
+
+
 rule features:
     input:
         unpack(feature_inputs),
@@ -16,6 +18,8 @@ rule features:
         mem_mb=JOB["features"]["mem_mb"],
         runtime=JOB["features"]["runtime"],
     params:
+        # batch size, workers and device change speed only: the job reads them from the config,
+        # so they are no re-run trigger
         signature=feature_signature,
     script:
         "../scripts/features.py"

@@ -3,7 +3,7 @@
 
 rule media:
     input:
-        manifest=f"{RESULTS}/manifest.tsv",
+        manifest=rules.manifest.output.manifest,
     output:
         shard=f"{RESULTS}/media/shard-{{s}}.h5",
         qc=f"{RESULTS}/media/shard-{{s}}.qc.tsv",
@@ -19,8 +19,8 @@ rule media:
         mem_mb=JOB["media"]["mem_mb"],
         runtime=JOB["media"]["runtime"],
     params:
-        sample_rate=config["media"].get("sample_rate", 16000),
-        peak_dbfs=config["media"].get("peak_dbfs", -3.0),
-        max_seconds=config["media"].get("max_seconds"),
+        sample_rate=config["media"]["sample_rate"],
+        peak_dbfs=config["media"]["peak_dbfs"],
+        max_seconds=config["media"]["max_seconds"],
     script:
         "../scripts/media.py"

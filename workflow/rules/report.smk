@@ -1,20 +1,19 @@
+# Report stage: the data-quality tables and plots, and the model figures of
+# `snakemake --report`; each figure has a table of its numbers beside it (<figure>.tsv).
+from affectflow.report.qc import QC_PLOTS
+
+
 # What `snakemake --report results/report.html` shows. Its front page (a global directive;
 # the path is relative to this file):
 report: "../report/workflow.rst"
 
 
-# Data-quality table and plots of the data set (paper 002's descriptive analysis), in the
-# Snakemake report. Target: the QC_REPORT files (e.g. results/<ds>/qc/summary.tsv).
-QC_PLOTS = ["durations", "frame_rates", "face_rate", "qc_reasons"]
-QC_REPORT = [f"{RESULTS}/qc/summary.tsv"] + [f"{RESULTS}/qc/{p}.svg" for p in QC_PLOTS]
-
-
+# Data-quality tables and plots of the data set (Hallmen et al. 2024 (002)'s descriptive
+# analysis, automated).
 rule qc_report:
     input:
-        media=expand(f"{RESULTS}/media/shard-{{s}}.qc.tsv", s=SHARDS),
-        faces=expand(
-            f"{RESULTS}/faces/{FACES['detector']}/shard-{{s}}.qc.tsv", s=SHARDS
-        ),
+        media=expand(rules.media.output.qc, s=SHARDS),
+        faces=expand(rules.faces.output.qc, detector=FACES["detector"], s=SHARDS),
     output:
         clips=report(
             f"{RESULTS}/qc/clips.tsv",
@@ -31,6 +30,7 @@ rule qc_report:
             caption="../report/qc_plots.rst",
             category="Data quality",
         ),
+        plot_tables=expand(f"{RESULTS}/qc/{{plot}}.tsv", plot=QC_PLOTS),
     log:
         f"logs/qc_report/{DS}.log",
     benchmark:
@@ -43,39 +43,33 @@ rule qc_report:
         "../scripts/qc_report.py"
 
 
-# Model figures of the report: OOF scores of every run and the ensemble, OOF predictions
-# against truth, learning curves. Target: REPORT_FIGURES (rule all can list it).
-REPORT_TASK = TASK.name
-REPORT_DIR = f"{RESULTS}/report"
-ENSEMBLE_NAME = ENSEMBLE.get("name", "late_mean")
-# Clip tasks take their labels from the manifest, per-frame tasks from the frame label table.
-REPORT_TRUTH = truth_table()
-REPORT_FIGURES = (
-    [f"{REPORT_DIR}/scores.svg", f"{REPORT_DIR}/scores.tsv"]
-    + expand(f"{REPORT_DIR}/oof/run-{{run}}.svg", run=RUNS)
-    + [f"{REPORT_DIR}/oof/ensemble-{ENSEMBLE_NAME}.svg"]
-    + expand(f"{REPORT_DIR}/learning_curves/{{run}}.svg", run=RUNS)
-)
-
-
+# Model figures: OOF scores of every run and ensemble, OOF predictions against truth,
+# learning curves.
 rule report_scores:
     input:
-        truth=REPORT_TRUTH,
-        runs=[f"{d}/oof.csv" for run in RUNS for d in fold_dirs(run)],
-        ensemble=rules.ensemble.output.oof,
-        compare=expand(
-            f"{RESULTS}/ensemble/compare-{{method}}/oof.csv", method=ENSEMBLE_COMPARE
-        ),
+        truth=truth_table(),
+        runs=[
+            path
+            for run in RUNS
+            for path in expand(
+                rules.train.output.oof, run=run, k=range(len(fold_dirs(run)))
+            )
+        ],
+        # the configured ensemble, then the compared methods; each named by its directory
+        ensembles=[
+            rules.ensemble.output.oof,
+            *expand(rules.ensemble_compare.output.oof, method=ENSEMBLE_COMPARE),
+        ],
     output:
         svg=report(
-            f"{REPORT_DIR}/scores.svg",
+            f"{RESULTS}/report/scores.svg",
             caption="../report/scores.rst",
             category="Model scores",
             subcategory="OOF score per target",
             labels={"figure": "bar chart"},
         ),
         tsv=report(
-            f"{REPORT_DIR}/scores.tsv",
+            f"{RESULTS}/report/scores.tsv",
             caption="../report/scores_table.rst",
             category="Model scores",
             subcategory="OOF score per target",
@@ -88,33 +82,32 @@ rule report_scores:
     conda:
         "../../envs/affectflow.yaml"
     params:
-        figure="scores",
-        task=REPORT_TASK,
-        runs={run: [f"{d}/oof.csv" for d in fold_dirs(run)] for run in RUNS},
-        # plain str: an IOFile from rules.ensemble.output carries its rule, which does not pickle
-        ensembles={
-            ENSEMBLE_NAME: str(rules.ensemble.output.oof),
-            **{
-                f"compare-{m}": f"{RESULTS}/ensemble/compare-{m}/oof.csv"
-                for m in ENSEMBLE_COMPARE
-            },
+        task=TASK.name,
+        runs={
+            run: expand(rules.train.output.oof, run=run, k=range(len(fold_dirs(run))))
+            for run in RUNS
         },
     script:
-        "../scripts/report_figures.py"
+        "../scripts/report_scores.py"
 
 
 rule report_oof_run:
     input:
-        truth=REPORT_TRUTH,
-        predictions=lambda wildcards: [f"{d}/oof.csv" for d in fold_dirs(wildcards.run)],
+        truth=truth_table(),
+        predictions=lambda wildcards: expand(
+            rules.train.output.oof,
+            run=wildcards.run,
+            k=range(len(fold_dirs(wildcards.run))),
+        ),
     output:
         svg=report(
-            f"{REPORT_DIR}/oof/run-{{run}}.svg",
+            f"{RESULTS}/report/oof/run-{{run}}.svg",
             caption="../report/oof.rst",
             category="OOF predictions",
             subcategory="{run}",
             labels={"figure": "truth vs prediction"},
         ),
+        tsv=f"{RESULTS}/report/oof/run-{{run}}.tsv",
     log:
         f"logs/report_oof_run/{DS}-{{run}}.log",
     benchmark:
@@ -122,25 +115,25 @@ rule report_oof_run:
     conda:
         "../../envs/affectflow.yaml"
     params:
-        figure="oof",
-        task=REPORT_TASK,
+        task=TASK.name,
         title=lambda wildcards: f"Run {wildcards.run}",
     script:
-        "../scripts/report_figures.py"
+        "../scripts/report_oof.py"
 
 
 rule report_oof_ensemble:
     input:
-        truth=REPORT_TRUTH,
+        truth=truth_table(),
         predictions=rules.ensemble.output.oof,
     output:
         svg=report(
-            f"{REPORT_DIR}/oof/ensemble-{ENSEMBLE_NAME}.svg",
+            f"{RESULTS}/report/oof/ensemble-{ENSEMBLE['name']}.svg",
             caption="../report/oof.rst",
             category="OOF predictions",
-            subcategory=f"ensemble {ENSEMBLE_NAME}",
+            subcategory=f"ensemble {ENSEMBLE['name']}",
             labels={"figure": "truth vs prediction"},
         ),
+        tsv=f"{RESULTS}/report/oof/ensemble-{ENSEMBLE['name']}.tsv",
     log:
         f"logs/report_oof_ensemble/{DS}.log",
     benchmark:
@@ -148,26 +141,28 @@ rule report_oof_ensemble:
     conda:
         "../../envs/affectflow.yaml"
     params:
-        figure="oof",
-        task=REPORT_TASK,
-        title=f"Ensemble {ENSEMBLE_NAME}",
+        task=TASK.name,
+        title=f"Ensemble {ENSEMBLE['name']}",
     script:
-        "../scripts/report_figures.py"
+        "../scripts/report_oof.py"
 
 
 rule report_learning_curves:
     input:
-        metrics=lambda wildcards: [
-            f"{d}/metrics.json" for d in fold_dirs(wildcards.run)
-        ],
+        metrics=lambda wildcards: expand(
+            rules.train.output.metrics,
+            run=wildcards.run,
+            k=range(len(fold_dirs(wildcards.run))),
+        ),
     output:
         svg=report(
-            f"{REPORT_DIR}/learning_curves/{{run}}.svg",
+            f"{RESULTS}/report/learning_curves/{{run}}.svg",
             caption="../report/learning_curves.rst",
             category="Learning curves",
             subcategory="{run}",
             labels={"figure": "loss per epoch"},
         ),
+        tsv=f"{RESULTS}/report/learning_curves/{{run}}.tsv",
     log:
         f"logs/report_learning_curves/{DS}-{{run}}.log",
     benchmark:
@@ -175,7 +170,6 @@ rule report_learning_curves:
     conda:
         "../../envs/affectflow.yaml"
     params:
-        figure="learning_curves",
         title=lambda wildcards: f"Learning curves of run {wildcards.run}",
     script:
-        "../scripts/report_figures.py"
+        "../scripts/report_learning_curves.py"

@@ -1,20 +1,12 @@
 # Train stage: one temporal model per run (one backbone), K folds over train+val.
-from affectflow.training.branch_init import (
-    branch_model_paths,
-    check_branch_inits,
-    without_branch_keys,
-)
-from affectflow.training.fold import check_runs
-
-check_runs(without_branch_keys(config["train"]), config["features"])
-check_branch_inits(config["train"], k_folds=K_FOLDS)
+from affectflow.config.runs import branch_model_paths
 
 
 rule train:
     input:
-        manifest=f"{RESULTS}/manifest.tsv",
+        manifest=rules.manifest.output.manifest,
         features=run_feature_shards,
-        frame_labels=[FRAME_LABELS] if TASK.per_frame else [],
+        frame_labels=frame_label_inputs(),
         # 001: fold k of a fused run starts from fold k's model of each unimodal run it names
         # (train.runs.<run>.init_branches), which never saw fold k's out-of-fold clips
         branches=lambda wildcards: branch_model_paths(
@@ -39,7 +31,7 @@ rule train:
         runtime=JOB["train"]["runtime"],
     params:
         settings=lambda wildcards: RUNS[wildcards.run],
-        seed=config["train"].get("seed", 0),
+        seed=SEED,
         k_folds=K_FOLDS,
         task=TASK.name,
     script:

@@ -2,17 +2,12 @@
 
 from pathlib import Path
 
-from affectflow.demo.build import build_demo_dataset
-from affectflow.runtime.logs import setup_logging
+from affectflow.demo import build_demo_dataset
+from affectflow.runtime.job import job
 
-setup_logging(snakemake.log[0])
-demo = snakemake.params.demo
+log = job(snakemake)
+demo = snakemake.params.demo  # the schema fills in every key
 build_demo_dataset(
-    demo.get("resources", "resources/demo"),
-    Path(snakemake.output.train).parent,
-    snakemake.output.ground_truth,
-    snakemake.output.properties,
-    n_clips=demo.get("n_clips", 72),
-    max_duration_s=demo.get("max_duration_s", 20.0),
-    seed=demo.get("seed", 0),
+    demo["resources"], Path(snakemake.output.train).parent, snakemake.output.ground_truth,
+    snakemake.output.properties, n_clips=demo["n_clips"], max_duration_s=demo["max_duration_s"], seed=demo["seed"],
 )

@@ -2,19 +2,17 @@
 
 from pathlib import Path
 
-from affectflow.ensemble.build import build_ensemble, load_truth
-from affectflow.tasks import task_spec
-from affectflow.runtime.logs import setup_logging
+from affectflow.ensemble import build_ensemble_job
+from affectflow.runtime.job import job
 
-log = setup_logging(snakemake.log[0])
-spec = task_spec(snakemake.params.task)
-score = build_ensemble(
-    dict(snakemake.params.members),
-    load_truth(snakemake.input.truth, spec),  # manifest.tsv (clip tasks) or frame_labels.csv.gz
+log = job(snakemake)
+score = build_ensemble_job(
+    snakemake.params.members,
+    snakemake.input.truth,  # manifest.tsv (clip tasks) or frame_labels.csv.gz (per-frame tasks)
     Path(snakemake.output.score).parent,
-    spec=spec,
+    task=snakemake.params.task,
     method=snakemake.params.method,
-    params=dict(snakemake.params.method_params or {}),
-    thresholds=bool(snakemake.params.thresholds),
+    params=snakemake.params.method_params,
+    thresholds=snakemake.params.thresholds,
 )
-log.info("OOF %s: %s on %d rows", spec.metric, score["oof"]["mean"], score["oof"]["rows"])
+log.info("OOF %s: %s on %d rows", score["metric"], score["oof"]["mean"], score["oof"]["rows"])

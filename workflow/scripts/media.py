@@ -1,18 +1,16 @@
 """Media stage for one shard."""
 
-from affectflow.data.emi import read_manifest
-from affectflow.runtime.signals import exit_cleanly_on_sigterm
-from affectflow.media import build_media_shard
-from affectflow.runtime.logs import setup_logging
+from affectflow.media import write_media_shard
+from affectflow.runtime.job import job
 
-setup_logging(snakemake.log[0])
-exit_cleanly_on_sigterm()  # scancel / time limit: remove the half-written shard, then fail
-qc = build_media_shard(
-    read_manifest(snakemake.input.manifest),
+job(snakemake)
+p = snakemake.params
+write_media_shard(
+    snakemake.input.manifest,
     int(snakemake.wildcards.s),
     snakemake.output.shard,
-    sample_rate=snakemake.params.sample_rate,
-    peak_dbfs=snakemake.params.peak_dbfs,
-    max_seconds=snakemake.params.max_seconds,
+    snakemake.output.qc,
+    sample_rate=p.sample_rate,
+    peak_dbfs=p.peak_dbfs,
+    max_seconds=p.max_seconds,
 )
-qc.to_csv(snakemake.output.qc, sep="\t", index=False)

@@ -1,13 +1,14 @@
-"""Data-quality table and plots of the data set."""
+"""Data-quality tables and plots of the data set (rule qc_report)."""
 
 from affectflow.report.qc import write_qc_report
-from affectflow.runtime.logs import setup_logging
+from affectflow.runtime.job import job
 
-setup_logging(snakemake.log[0])
+job(snakemake)
 write_qc_report(
     snakemake.input.media,
     snakemake.input.faces,
     clips_tsv=snakemake.output.clips,
     summary_tsv=snakemake.output.summary,
-    plots=dict(zip(snakemake.params.plots, snakemake.output.plots)),
+    plots=dict(zip(snakemake.params.plots, snakemake.output.plots, strict=True)),
+    plot_tables=dict(zip(snakemake.params.plots, snakemake.output.plot_tables, strict=True)),
 )

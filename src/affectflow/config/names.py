@@ -2,16 +2,30 @@
 
 The JSON schema checks shapes and types; this checks that every name refers to something that
 exists, so a typo fails at start-up listing the known names instead of deep inside a job.
+The names are read from the registries' source (:func:`affectflow.registry.declared_names`), so
+the check imports no torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from affectflow.faces import DETECTORS
-from affectflow.features import BACKBONES
-from affectflow.models import MODELS
+from affectflow.registry import declared_names
 from affectflow.training.recipes import resolve_run
+
+
+def registered(family: str) -> list[str]:
+    """The names registered in a family: ``detectors``, ``backbones``, ``models`` or ``ensemblers``."""
+    package, registry = _FAMILIES[family]
+    return declared_names(package, registry)
+
+
+_FAMILIES = {
+    "detectors": ("affectflow.faces", "DETECTORS"),
+    "backbones": ("affectflow.features", "BACKBONES"),
+    "models": ("affectflow.models", "MODELS"),
+    "ensemblers": ("affectflow.ensemble", "ENSEMBLERS"),
+}
 
 
 class ConfigError(ValueError):
@@ -20,16 +34,18 @@ class ConfigError(ValueError):
 
 def check_names(config: Mapping) -> None:
     """Raise ConfigError for an unknown detector, backbone, model or ensemble member."""
-    if "ground_truth" in config["dataset"] and config["dataset"].get("task", "emi") != "emi":
+    if "ground_truth" in config["dataset"] and config["dataset"]["task"] != "emi":
         raise ConfigError("dataset.ground_truth: the held-out score rule reads EMI labels (Filename + 6 emotions) "
                           f"only, not task {config['dataset']['task']!r}; remove the key")
     detector = config["faces"]["detector"]
-    if detector not in DETECTORS:
-        raise ConfigError(f"faces.detector: unknown {detector!r}; known: {', '.join(DETECTORS.names())}")
+    detectors = registered("detectors")
+    if detector not in detectors:
+        raise ConfigError(f"faces.detector: unknown {detector!r}; known: {', '.join(detectors)}")
+    backbones, models = registered("backbones"), registered("models")
     for key, entry in config["features"].items():
         name = (entry or {}).get("backbone", key)  # an entry may alias a backbone: {backbone: name, ...}
-        if name not in BACKBONES:
-            raise ConfigError(f"features.{key}: unknown backbone {name!r}; known: {', '.join(BACKBONES.names())}")
+        if name not in backbones:
+            raise ConfigError(f"features.{key}: unknown backbone {name!r}; known: {', '.join(backbones)}")
     runs = config["train"]["runs"]
     for run, settings in runs.items():
         if settings["backbone"] not in config["features"]:
@@ -40,14 +56,13 @@ def check_names(config: Mapping) -> None:
         model = resolve_run(settings).get("model")  # the run's own, else its recipe's
         if model is None:
             raise ConfigError(f"train.runs.{run}: no model (set model, or a recipe that names one)")
-        if model not in MODELS:
-            raise ConfigError(f"train.runs.{run}.model: unknown {model!r}; known: {', '.join(MODELS.names())}")
-    from affectflow.ensemble.build import ENSEMBLERS
-
-    method = config["ensemble"].get("method", "mean")
-    if method not in ENSEMBLERS:
-        raise ConfigError(f"ensemble.method: unknown {method!r}; known: {', '.join(ENSEMBLERS.names())}")
-    if config["ensemble"].get("thresholds") and config["dataset"].get("task", "emi") != "au":
+        if model not in models:
+            raise ConfigError(f"train.runs.{run}.model: unknown {model!r}; known: {', '.join(models)}")
+    ensemblers = registered("ensemblers")
+    for method in [config["ensemble"]["method"], *config["ensemble"]["compare"]]:
+        if method not in ensemblers:
+            raise ConfigError(f"ensemble: unknown method {method!r}; known: {', '.join(ensemblers)}")
+    if config["ensemble"]["thresholds"] and config["dataset"]["task"] != "au":
         raise ConfigError("ensemble.thresholds: per-target thresholds are for binary targets (task au) only")
     for member in config["ensemble"]["members"]:
         if member not in runs:

@@ -13,10 +13,9 @@ One manifest row per annotation track. A track ``<video>_left`` / ``<video>_righ
 in one video) uses the media of ``<video>`` unless a video named like the track itself exists;
 ``subject`` is the video name, so both people of a video fall in one fold.
 
-Annotation files: line 1 is the header (``valence,arousal`` or ``AU1,...,AU26``), line k+1
-belongs to frame k. Every value must be numeric; valence/arousal lie in [-1, 1] or are the
-invalid code -5, AUs are 0, 1 or the invalid code -1. A blank line is allowed only at the end.
-A file may have fewer lines than the video has frames, but at most
+Annotation files (read by :mod:`affectflow.data.affwild2_frames`): line 1 is the header
+(``valence,arousal`` or ``AU1,...,AU26``), line k+1 belongs to frame k. A file may have fewer
+lines than the video has frames, but at most
 :data:`FRAME_TOLERANCE` (1) more: ffprobe's ``nb_frames`` of Aff-Wild2 videos is known to be
 one short of the organisers' annotation count for some videos, while a larger excess means the
 annotation belongs to another video.
@@ -31,13 +30,16 @@ Test tracks come from ``test_list`` (a text file, one track name per line); by d
 organisers' file (:data:`TEST_LIST_NAMES`) is looked for at ``root/``,
 ``root/names_of_videos_in_each_test_set/`` and ``root/Annotations/<challenge>/``. With no test
 list there are no test rows, and this is logged.
+
+:func:`organiser_files` lists the organisers' files a manifest is read from (the annotation
+folder and the test list passed, if any) and :func:`count_clips` counts the annotated tracks,
+for the workflow to plan its jobs before the manifest exists.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import logging
 import math
 import os
@@ -48,8 +50,8 @@ import av
 import numpy as np
 import pandas as pd
 
+from affectflow.data.affwild2_frames import check_task, parse_annotation
 from affectflow.data.emi import MANIFEST_COLUMNS, DatasetError, _where, data_rows
-from affectflow.tasks import AU_TARGETS, VA_TARGETS
 
 __all__ = [
     "CHALLENGE_DIRS",
@@ -57,9 +59,9 @@ __all__ = [
     "PER_FRAME_COLUMNS",
     "SPLIT_DIRS",
     "TEST_LIST_NAMES",
-    "frame_label_table",
+    "count_clips",
+    "organiser_files",
     "read_affwild2_manifest",
-    "read_frame_labels",
     "read_sample_frames",
     "track_id",
     "video_of_track",
@@ -67,6 +69,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: the annotation folder of each task's challenge under ``root/Annotations``
 CHALLENGE_DIRS: dict[str, str] = {"va": "VA_Estimation_Challenge", "au": "AU_Detection_Challenge"}
 SPLIT_DIRS: dict[str, str] = {"Train_Set": "train", "Validation_Set": "val"}
 TEST_LIST_NAMES: dict[str, str] = {
@@ -74,8 +77,6 @@ TEST_LIST_NAMES: dict[str, str] = {
     "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
 }
 TEST_LIST_DIRS: tuple[str, ...] = (".", "names_of_videos_in_each_test_set")
-TARGETS: dict[str, tuple[str, ...]] = {"va": VA_TARGETS, "au": AU_TARGETS}
-INVALID: dict[str, float] = {"va": -5.0, "au": -1.0}
 #: how many more annotation lines than video frames are accepted (see the module docstring)
 FRAME_TOLERANCE = 1
 #: manifest columns of a per-frame task after MANIFEST_COLUMNS
@@ -83,12 +84,6 @@ PER_FRAME_COLUMNS: tuple[str, ...] = ("name", "labels", "fps", "frames", "crops"
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi")
 _PERSON_SUFFIXES: tuple[str, ...] = ("_left", "_right")
 _SAMPLE_RE = re.compile(r"^(.+)/(\d+)\.jpg$")
-
-
-def _check_task(task: str) -> str:
-    if task not in TARGETS:
-        raise ValueError(f"unknown Aff-Wild2 task {task!r}; expected one of {', '.join(TARGETS)}")
-    return task
 
 
 def track_id(name: str) -> int:
@@ -107,127 +102,6 @@ def video_of_track(track: str, videos: dict[str, Path] | None = None) -> str:
         if track.endswith(suffix) and len(track) > len(suffix):
             return track[: -len(suffix)]
     return track
-
-
-# --- annotation files -----------------------------------------------------------------------
-def _check_value(value: float, cell: str, column: str, task: str, *, path: Path, line: int) -> None:
-    if math.isnan(value) or math.isinf(value):
-        raise DatasetError(f"{_where(path, line)}: {cell!r} in column {column!r} is not a finite number")
-    if task == "va":
-        if value != -5.0 and not -1.0 <= value <= 1.0:
-            raise DatasetError(
-                f"{_where(path, line)}: {column} {cell!r} is outside [-1, 1] and not the invalid code -5"
-            )
-    elif value not in (0.0, 1.0, -1.0):
-        raise DatasetError(f"{_where(path, line)}: {column} {cell!r} is not 0, 1 or the invalid code -1")
-
-
-def _slow_validate(lines: list[str], targets: tuple[str, ...], task: str, *, path: Path) -> None:
-    """Find and report the first bad data line (only run once the fast parse has failed)."""
-    for k, text in enumerate(lines[1:], start=2):
-        if not text.strip():
-            raise DatasetError(
-                f"{_where(path, k)}: blank line inside the annotation (line k+1 belongs to frame k)"
-            )
-        cells = [c.strip() for c in text.split(",")]
-        if len(cells) != len(targets):
-            raise DatasetError(f"{_where(path, k)}: {len(cells)} fields, expected {len(targets)}")
-        for cell, column in zip(cells, targets):
-            try:
-                value = float(cell)
-            except ValueError:
-                raise DatasetError(f"{_where(path, k)}: non-numeric value {cell!r} in column {column!r}") from None
-            _check_value(value, cell, column, task, path=path, line=k)
-
-
-def _parse_annotation(path: Path, task: str) -> np.ndarray:
-    """All data rows of an annotation file as float64 ``(n_frames, C)``; row k-1 = frame k.
-
-    A fast vectorised parse; when it fails or a value is out of range, a line-by-line pass
-    finds the first bad line and raises :class:`DatasetError` naming it.
-    """
-    targets = TARGETS[task]
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: annotation file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read annotation file: {err}") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()  # trailing blank lines carry no frame
-    header = [c.strip() for c in lines[0].split(",")] if lines else []
-    if header != list(targets):
-        got = ",".join(header) if lines else "an empty file"
-        raise DatasetError(f"{_where(path, 1)}: bad header {got!r}, expected exactly {','.join(targets)}")
-    body = lines[1:]
-    if not body:
-        return np.zeros((0, len(targets)), dtype=np.float64)
-    values = None
-    try:
-        values = pd.read_csv(
-            io.StringIO("\n".join(body)), header=None, dtype=np.float64, engine="c",
-            skip_blank_lines=False, na_filter=True,
-        ).to_numpy()
-    except (ValueError, pd.errors.ParserError):
-        values = None
-    ok = values is not None and values.shape == (len(body), len(targets)) and np.isfinite(values).all()
-    if ok:
-        invalid = INVALID[task]
-        if task == "va":
-            ok = bool(((np.abs(values) <= 1.0) | (values == invalid)).all())
-        else:
-            ok = bool(np.isin(values, (0.0, 1.0, invalid)).all())
-    if not ok:
-        _slow_validate(lines, targets, task, path=path)
-        raise DatasetError(f"{path}: malformed annotation file")  # the slow pass always names a line
-    return values
-
-
-def _valid_rows(values: np.ndarray, task: str) -> np.ndarray:
-    """Mask of rows with no invalid code (VA: -5 in either column; AU: any -1)."""
-    return ~(values == INVALID[task]).any(axis=1)
-
-
-def read_frame_labels(path: str | os.PathLike, task: str) -> tuple[np.ndarray, np.ndarray]:
-    """Valid labelled frames of one annotation file: ``(frames, values)``.
-
-    ``frames`` is int64 ``(n,)`` with the organisers' 1-based frame numbers, ``values`` float32
-    ``(n, C)`` in :func:`affectflow.tasks.task_spec` target order. Rows with an invalid code
-    are dropped (VA: -5 in either column; AU: -1 in any column). A malformed file raises
-    :class:`DatasetError` naming the file and line.
-    """
-    values = _parse_annotation(Path(path), _check_task(task))
-    keep = _valid_rows(values, task)
-    frames = np.flatnonzero(keep).astype(np.int64) + 1
-    return frames, values[keep].astype(np.float32)
-
-
-def frame_label_table(manifest: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Per-frame truth of every labelled track: columns ``id``, ``frame`` and the targets.
-
-    One row per valid labelled frame of each manifest row with a ``labels`` file (train and
-    validation tracks), sorted by id then frame. ``id``/``frame`` are int64, targets float32.
-    """
-    targets = TARGETS[_check_task(task)]
-    for col in ("id", "labels"):
-        if col not in manifest.columns:
-            raise ValueError(f"frame_label_table: the manifest has no {col!r} column (an Aff-Wild2 manifest has)")
-    parts = []
-    labelled = manifest[manifest["labels"].fillna("").astype(str) != ""]
-    for clip_id, labels in zip(labelled["id"], labelled["labels"]):
-        frames, values = read_frame_labels(labels, task)
-        part = pd.DataFrame(values, columns=list(targets))
-        part.insert(0, "frame", frames)
-        part.insert(0, "id", np.full(len(frames), int(clip_id), dtype=np.int64))
-        parts.append(part)
-    if not parts:
-        return pd.DataFrame(
-            {"id": np.zeros(0, np.int64), "frame": np.zeros(0, np.int64),
-             **{t: np.zeros(0, np.float32) for t in targets}}
-        )
-    table = pd.concat(parts, ignore_index=True)
-    return table.sort_values(["id", "frame"], kind="stable").reset_index(drop=True)
 
 
 # --- sample submission ------------------------------------------------------------------------
@@ -339,6 +213,121 @@ def _default_test_list(root: Path, task: str) -> Path | None:
     return found[0] if found else None
 
 
+def annotation_dir(root: str | os.PathLike, task: str) -> str:
+    """``root/Annotations/<challenge>`` of ``task``, as text (``root`` as given)."""
+    return f"{root}/Annotations/{CHALLENGE_DIRS[check_task(task)]}"
+
+
+def organiser_files(root: str | os.PathLike, task: str, *, test_list: str | os.PathLike | None = None) -> list[str]:
+    """The organisers' files the manifest of ``task`` is read from: the annotation folder, and ``test_list``
+    when one is passed (the default test list is looked for, not required)."""
+    return [annotation_dir(root, task)] + ([str(test_list)] if test_list is not None else [])
+
+
+def count_clips(root: str | os.PathLike, task: str) -> int | None:
+    """Annotated tracks (``.txt`` files at any depth) of ``task``'s challenge; None when there are none.
+
+    The test tracks (about a quarter more) are not counted.
+    """
+    annotations = annotation_dir(root, task)
+    total = sum(name.endswith(".txt") for _, _, names in os.walk(annotations) for name in names)
+    return total or None
+
+
+def _annotated_tracks(ann_root: Path) -> list[tuple[str, str, Path | None]]:
+    """``(name, split, labels)`` per annotation file of the train and validation splits."""
+    tracks: list[tuple[str, str, Path | None]] = []
+    where: dict[str, str] = {}
+    for dirname, split in SPLIT_DIRS.items():
+        split_dir = ann_root / dirname
+        if not split_dir.is_dir():
+            raise DatasetError(f"{split_dir}: annotation split directory not found")
+        for path in sorted(split_dir.glob("*.txt")):
+            name = path.stem
+            if name in where:
+                raise DatasetError(f"{path}: track {name!r} is also annotated in {where[name]}")
+            where[name] = str(path)
+            tracks.append((name, split, path))
+    return tracks
+
+
+def _test_tracks(root: Path, task: str, test_list: str | os.PathLike | None,
+                 annotated: list[tuple[str, str, Path | None]]) -> list[tuple[str, str, Path | None]]:
+    """``(name, "test", None)`` per track of the test list (``test_list`` or the organisers' file)."""
+    if test_list is None:
+        test_path = _default_test_list(root, task)
+        if test_path is None:
+            log.warning(
+                "%s: no test list (%s under %s) and none passed: the manifest has no test rows",
+                root, TEST_LIST_NAMES[task], " or ".join(TEST_LIST_DIRS),
+            )
+            return []
+    else:
+        test_path = Path(test_list).resolve()
+    where = {name: str(labels) for name, _, labels in annotated}
+    tracks: list[tuple[str, str, Path | None]] = []
+    for line, name in _read_test_list(test_path):
+        if name in where:
+            raise DatasetError(f"{_where(test_path, line)}: test track {name!r} is also annotated in {where[name]}")
+        where[name] = _where(test_path, line)
+        tracks.append((name, "test", None))
+    return tracks
+
+
+def _track_media(root: Path, name: str, videos: dict[str, list[Path]]) -> tuple[str, Path, bool]:
+    """``(video name, media path, found)`` of a track; a video found twice is an error."""
+    video = video_of_track(name, videos)
+    paths = videos.get(video, [])
+    if len(paths) > 1:
+        raise DatasetError(
+            f"{root / 'videos'}: video {video!r} (track {name!r}) is found {len(paths)} times: "
+            + ", ".join(sorted(map(str, paths)))
+        )
+    if paths:
+        return video, paths[0], True
+    return video, root / "videos" / f"{video}.mp4", False
+
+
+def _track_records(root: Path, task: str, tracks: list[tuple[str, str, Path | None]],
+                   videos: dict[str, list[Path]], frame_tolerance: int) -> list[dict]:
+    """One manifest record per track: its media probed, its annotation checked against the video length."""
+    probes: dict[Path, tuple[float, int] | None] = {}
+    records, missing = [], []
+    for name, split, labels in tracks:
+        video, media, found = _track_media(root, name, videos)
+        fps, frames = math.nan, 0
+        if found:
+            if media not in probes:
+                probes[media] = _probe(media)
+            if probes[media] is not None:
+                fps, frames = probes[media]
+            else:
+                missing.append(f"{name} (unreadable {media.name})")
+        else:
+            missing.append(f"{name} (no video {video!r})")
+        if labels is not None:
+            n_lines = len(parse_annotation(labels, task))
+            if frames and n_lines > frames + frame_tolerance:
+                raise DatasetError(
+                    f"{_where(labels, n_lines + 1)}: {n_lines} annotated frames but the video {media} has "
+                    f"{frames} frames (at most {frame_tolerance} more allowed)"
+                )
+        crops = root / "cropped_aligned" / name
+        records.append(
+            {
+                "id": track_id(name), "split": split, "subject": video, "media": str(media),
+                "name": name, "labels": str(labels) if labels is not None else "",
+                "fps": fps, "frames": frames, "crops": str(crops) if crops.is_dir() else "",
+            }
+        )
+    if missing:
+        log.warning(
+            "%s: %d track(s) have no readable video and stay in the manifest with fps NaN, frames 0: %s",
+            root, len(missing), "; ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+        )
+    return records
+
+
 def read_affwild2_manifest(
     root: str | os.PathLike,
     task: str,
@@ -364,7 +353,7 @@ def read_affwild2_manifest(
     than its video (beyond the tolerance), a video name found twice under ``videos/``, and a
     missing ``videos/`` or annotation directory.
     """
-    task = _check_task(task)
+    task = check_task(task)
     if int(frame_tolerance) != frame_tolerance or frame_tolerance < 0:
         raise ValueError(f"frame_tolerance must be a non-negative integer, got {frame_tolerance!r}")
     root = Path(root).resolve()
@@ -372,78 +361,9 @@ def read_affwild2_manifest(
     if not ann_root.is_dir():
         raise DatasetError(f"{ann_root}: annotation directory not found (expected {'/'.join(SPLIT_DIRS)} inside)")
     videos = _list_videos(root / "videos")
-
-    tracks: list[tuple[str, str, Path | None]] = []  # (name, split, labels)
-    where: dict[str, str] = {}
-    for dirname, split in SPLIT_DIRS.items():
-        split_dir = ann_root / dirname
-        if not split_dir.is_dir():
-            raise DatasetError(f"{split_dir}: annotation split directory not found")
-        for path in sorted(split_dir.glob("*.txt")):
-            name = path.stem
-            if name in where:
-                raise DatasetError(f"{path}: track {name!r} is also annotated in {where[name]}")
-            where[name] = str(path)
-            tracks.append((name, split, path))
-
-    if test_list is None:
-        test_path = _default_test_list(root, task)
-        if test_path is None:
-            log.warning(
-                "%s: no test list (%s under %s) and none passed: the manifest has no test rows",
-                root, TEST_LIST_NAMES[task], " or ".join(TEST_LIST_DIRS),
-            )
-    else:
-        test_path = Path(test_list).resolve()
-    if test_path is not None:
-        for line, name in _read_test_list(test_path):
-            if name in where:
-                raise DatasetError(f"{_where(test_path, line)}: test track {name!r} is also annotated in {where[name]}")
-            where[name] = _where(test_path, line)
-            tracks.append((name, "test", None))
-
-    probes: dict[Path, tuple[float, int] | None] = {}
-    records, missing = [], []
-    for name, split, labels in tracks:
-        video = video_of_track(name, videos)
-        paths = videos.get(video, [])
-        if len(paths) > 1:
-            raise DatasetError(
-                f"{root / 'videos'}: video {video!r} (track {name!r}) is found {len(paths)} times: "
-                + ", ".join(sorted(map(str, paths)))
-            )
-        fps, frames = math.nan, 0
-        if paths:
-            media = paths[0]
-            if media not in probes:
-                probes[media] = _probe(media)
-            if probes[media] is not None:
-                fps, frames = probes[media]
-            else:
-                missing.append(f"{name} (unreadable {media.name})")
-        else:
-            media = root / "videos" / f"{video}.mp4"
-            missing.append(f"{name} (no video {video!r})")
-        if labels is not None:
-            n_lines = len(_parse_annotation(labels, task))
-            if frames and n_lines > frames + frame_tolerance:
-                raise DatasetError(
-                    f"{_where(labels, n_lines + 1)}: {n_lines} annotated frames but the video {media} has "
-                    f"{frames} frames (at most {frame_tolerance} more allowed)"
-                )
-        crops = root / "cropped_aligned" / name
-        records.append(
-            {
-                "id": track_id(name), "split": split, "subject": video, "media": str(media),
-                "name": name, "labels": str(labels) if labels is not None else "",
-                "fps": fps, "frames": frames, "crops": str(crops) if crops.is_dir() else "",
-            }
-        )
-    if missing:
-        log.warning(
-            "%s: %d track(s) have no readable video and stay in the manifest with fps NaN, frames 0: %s",
-            root, len(missing), "; ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
-        )
+    tracks = _annotated_tracks(ann_root)
+    tracks += _test_tracks(root, task, test_list, tracks)
+    records = _track_records(root, task, tracks, videos, frame_tolerance)
     df = pd.DataFrame.from_records(records, columns=[*MANIFEST_COLUMNS, *PER_FRAME_COLUMNS])
     ids = df["id"]
     if ids.duplicated().any():  # a sha1 prefix collision: astronomically unlikely, but never silent

@@ -14,6 +14,10 @@ behind and they cannot be clips of this data set.
 
 The csv files are parsed with the :mod:`csv` module rather than pandas so that every
 error can name the physical line number (header = line 1) of the offending row.
+
+:func:`organiser_files` lists the two split files a manifest is read from and
+:func:`count_clips` counts the media under ``raw/``, for the workflow to plan its jobs
+before the manifest exists.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ __all__ = [
     "STRING_COLUMNS",
     "INT_COLUMNS",
     "FLOAT_COLUMNS",
+    "RAW_MEDIA_SUFFIXES",
+    "count_clips",
+    "count_raw_media",
+    "organiser_files",
     "read_emi_manifest",
     "read_manifest",
     "write_manifest",
@@ -47,6 +55,9 @@ SPLIT_FILES: dict[str, str] = {"train_split.csv": "train", "valid_split.csv": "v
 
 # Leading columns of every manifest, before the task's target columns.
 MANIFEST_COLUMNS: tuple[str, ...] = ("id", "split", "subject", "media")
+
+#: names counted as media under ``raw/`` when sizing jobs before a manifest exists (any case)
+RAW_MEDIA_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav")
 
 _MEDIA_RE = re.compile(r"^(\d{5})\.mp4$")
 _ID_RE = re.compile(r"^\d+$")
@@ -165,6 +176,27 @@ def _list_media(raw: Path) -> dict[int, Path]:
         if match and entry.is_file():
             media[int(match.group(1))] = entry
     return media
+
+
+def organiser_files(root: str | os.PathLike) -> list[str]:
+    """The organisers' files the manifest is read from: the two split csv files (``root`` as given)."""
+    return [f"{root}/{name}" for name in SPLIT_FILES]
+
+
+def count_raw_media(root: str | os.PathLike) -> int | None:
+    """Entries of ``root/raw`` named like media (:data:`RAW_MEDIA_SUFFIXES`); None when raw/ cannot be listed.
+
+    A quick count for sizing jobs: every name with a media ending counts, test clips included.
+    """
+    try:
+        return sum(1 for name in os.listdir(os.path.join(root, "raw")) if name.lower().endswith(RAW_MEDIA_SUFFIXES))
+    except OSError:
+        return None
+
+
+def count_clips(root: str | os.PathLike) -> int | None:
+    """Clips of the Hume-Vidmimic2 root ``root``: :func:`count_raw_media` (None when raw/ is unreadable)."""
+    return count_raw_media(root)
 
 
 def read_emi_manifest(root: str | os.PathLike) -> pd.DataFrame:

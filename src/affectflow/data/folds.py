@@ -82,9 +82,9 @@ def assign_folds(manifest: pd.DataFrame, k: int, *, seed: int) -> pd.DataFrame:
 FOLD_SCHEMES = {
     "grouped": None,  # k folds over train+val, grouped by subject
     "official": 1,  # fold 0 = the official val split, trained on the official train split
-    "trainval5": 5,  # 001: 5 folds over train+val
-    "train5_val": 6,  # 003: train in 5 folds + val as fold 5
-    "train5_val2": 7,  # 004: train in 5 folds + val in 2 (folds 5, 6)
+    "trainval5": 5,  # Yu et al. 2023 (001): 5 folds over train+val
+    "train5_val": 6,  # Liu et al. 2023 (003): train in 5 folds + val as fold 5
+    "train5_val2": 7,  # Deng et al. 2023 (004): train in 5 folds + val in 2 (folds 5, 6)
     "mix": 1,  # train on all of train+val; fold 0 has no out-of-fold clips
 }
 

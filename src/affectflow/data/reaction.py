@@ -26,6 +26,9 @@ the media stage records it as unreadable (its predictions are NaN, filled at sub
 
 The csv files are read with :mod:`csv` so that every error names the physical line
 (header = line 1), as in :mod:`affectflow.data.emi`.
+
+:func:`organiser_files` lists the label files a manifest is read from and :func:`count_clips`
+counts the media under ``raw/``, for the workflow to plan its jobs before the manifest exists.
 """
 
 from __future__ import annotations
@@ -39,13 +42,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.data.emi import MANIFEST_COLUMNS, DatasetError, _parse_label, _where, check_header, data_rows
+from affectflow.data.emi import (
+    MANIFEST_COLUMNS,
+    DatasetError,
+    _parse_label,
+    _where,
+    check_header,
+    count_raw_media,
+    data_rows,
+)
 from affectflow.tasks import ERI_TARGETS
 
 __all__ = [
     "DATA_INFO",
     "LABELS",
     "PARTITION",
+    "count_clips",
+    "organiser_files",
     "read_reaction_manifest",
     "reaction_media_name",
 ]
@@ -176,6 +189,23 @@ def _list_media(raw: Path) -> dict[int, list[Path]]:
         if match and entry.is_file():
             media.setdefault(int(match.group(1)), []).append(entry)
     return media
+
+
+def organiser_files(root: str | os.PathLike) -> list[str]:
+    """The organisers' files the manifest is read from (``root`` as given).
+
+    ``labels.csv`` + ``partition.csv`` when both exist and ``data_info.csv`` does not; else
+    ``data_info.csv`` (listed even when missing, so that a missing file is reported by name).
+    """
+    older = [f"{root}/{LABELS}", f"{root}/{PARTITION}"]
+    if not os.path.exists(f"{root}/{DATA_INFO}") and all(map(os.path.exists, older)):
+        return older
+    return [f"{root}/{DATA_INFO}"]
+
+
+def count_clips(root: str | os.PathLike) -> int | None:
+    """Clips of the Hume-Reaction root ``root``: media files under ``raw/`` (None when raw/ is unreadable)."""
+    return count_raw_media(root)
 
 
 def read_reaction_manifest(root: str | os.PathLike) -> pd.DataFrame:

@@ -125,7 +125,7 @@ def fill_missing(
     elif policy == "nearest":
         near = nearest_valid(valid)
         borrowed = ~valid & (near >= 0)
-        for key, value in out.items():
+        for value in out.values():
             value[borrowed] = value[near[borrowed]]
         labels[borrowed] = "nearest"
         source = np.where(valid, np.arange(n), near)

@@ -40,6 +40,8 @@ class Detection:
 
 
 class FaceDetector(Protocol):
+    """What the faces stage needs of a detector: every face of each frame, or the largest one."""
+
     def detect_all(self, frames: np.ndarray) -> list[list[Detection]]: ...
 
     def detect(self, frames: np.ndarray) -> list[Detection | None]: ...

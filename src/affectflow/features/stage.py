@@ -15,9 +15,6 @@ Each clip group holds ``features`` (T, D) float32, ``timestamps`` (T,) and ``mas
 
 from __future__ import annotations
 
-import copy
-import functools
-import json
 import logging
 import os
 import time
@@ -26,134 +23,20 @@ import cv2
 import h5py
 import numpy as np
 
-from affectflow.runtime.device import pick_device
 from affectflow.faces.crop import decode_jpeg
-from affectflow.faces.masking import REGIONS
 from affectflow.features.align import align_to_frames
 from affectflow.features.registry import create_backbone
-from affectflow.h5store import ShardWriter, read_file_attrs
+from affectflow.features.signature import TIMELINES, check_mask, runtime_options
+from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
+from affectflow.runtime.device import pick_device
 
 log = logging.getLogger(__name__)
 
-TIMELINES = ("native", "frames")
-SIGNATURE_KEYS = ("backbone", "timeline", "mask")
-RUNTIME_KEYS = ("batch_size", "num_workers", "device")
 WORKER_TIMEOUT_S = 300
 
 
-def backbone_signature(name: str, params: dict) -> dict:
-    """Everything the backbone's output depends on: name, parameters, weights checksum, version.
-
-    The workflow passes this as rule ``params`` so that Snakemake re-runs exactly the jobs of a
-    backbone whose signature changed.
-    """
-    backbone = create_backbone(name, **params)
-    return {"backbone": name, "modality": backbone.modality, "params": backbone.params, **backbone.provenance()}
-
-
-def split_entry(key: str, entry: dict) -> tuple[str, dict, str, dict]:
-    """A config entry -> (registered name, backbone params, timeline, runtime options).
-
-    The ``mask`` stage key is checked and left out of all four (see :func:`entry_mask`).
-    """
-    entry = dict(entry or {})
-    name = entry.pop("backbone", key)
-    timeline = entry.pop("timeline", "native")
-    if timeline not in TIMELINES:
-        raise ValueError(f"features.{key}.timeline: {timeline!r}; options: {', '.join(TIMELINES)}")
-    _check_mask(f"features.{key}.mask", name, entry.pop("mask", None))
-    runtime = {k: entry.pop(k) for k in RUNTIME_KEYS if k in entry}
-    return name, entry, timeline, runtime
-
-
-def _check_mask(where: str, name: str, mask) -> None:
-    """Refuse an unknown region, or a mask on a backbone that does not read face crops."""
-    if mask is None:
-        return
-    if mask not in REGIONS:
-        raise ValueError(f"{where}: {mask!r}; options: {', '.join(REGIONS)} "
-                         "(the half of the face blacked out, paper 004)")
-    from affectflow.features.registry import BACKBONES
-
-    factory = BACKBONES.get(name)
-    kind = getattr(factory, "reads", "crops" if getattr(factory, "modality", "") == "visual" else "audio")
-    if kind != "crops":
-        what = "audio" if kind == "audio" else f"{kind!r} input (features imported per clip)"
-        raise ValueError(f"{where}: backbone {name!r} reads {what}, not face crops; mask "
-                         f"({'/'.join(REGIONS)} face masking, paper 004) applies to face-crop backbones only")
-
-
-def entry_mask(key: str, entry: dict) -> str | None:
-    """The ``mask`` stage key of config entry ``features.<key>`` (``upper``, ``lower`` or None),
-    checked: an unknown region or a backbone that does not read face crops (audio, imported
-    files) fails naming the key."""
-    entry = dict(entry or {})
-    mask = entry.get("mask")
-    _check_mask(f"features.{key}.mask", entry.get("backbone", key), mask)
-    return mask
-
-
-def check_feature_entries(features: dict) -> None:
-    """Fail at workflow start for a ``features`` entry whose stage keys cannot work (a ``mask`` on
-    an audio backbone, an unknown timeline), without building any backbone."""
-    for key, entry in (features or {}).items():
-        entry = dict(entry or {})
-        timeline = entry.get("timeline", "native")
-        if timeline not in TIMELINES:
-            raise ValueError(f"features.{key}.timeline: {timeline!r}; options: {', '.join(TIMELINES)}")
-        entry_mask(key, entry)
-
-
-def feature_signature(key: str, entry: dict) -> dict:
-    """The signature of config entry ``features.<key>``: the backbone's, plus its timeline and mask."""
-    name, params, timeline, _ = split_entry(key, entry)
-    signature = backbone_signature(name, params)
-    if timeline != "native":  # left out when native, so existing signatures keep their value
-        signature["timeline"] = timeline
-    mask = entry_mask(key, entry)
-    if mask is not None:  # likewise left out when unmasked
-        signature["mask"] = mask
-    return signature
-
-
-@functools.cache
-def _signature_from_json(name: str, params_json: str) -> dict:
-    return backbone_signature(name, json.loads(params_json))
-
-
-@functools.cache
-def _feature_signature_from_json(key: str, entry_json: str) -> dict:
-    return feature_signature(key, json.loads(entry_json))
-
-
-def cached_signature(name: str, params: dict) -> dict:
-    """``backbone_signature`` memoised per (name, params): the DAG asks once per shard."""
-    # A deep copy: the nested ``params`` dict must not be shared with the cached value.
-    return copy.deepcopy(_signature_from_json(name, json.dumps(params, sort_keys=True)))
-
-
-def cached_feature_signature(key: str, entry: dict) -> dict:
-    """``feature_signature`` memoised per (key, entry)."""
-    return copy.deepcopy(_feature_signature_from_json(key, json.dumps(entry or {}, sort_keys=True)))
-
-
-def runtime_options(key: str, entry: dict) -> dict:
-    """Keyword options of :func:`build_feature_shard` read from config entry ``features.<key>``:
-    the runtime keys (batch size, workers, device), which change speed only."""
-    return split_entry(key, entry)[3]
-
-
-def _read_clips(path, names: tuple[str, ...]):
-    """Yield (clip_id, {name: array}, attrs) reading only the datasets ``names`` (not the crops)."""
-    with h5py.File(path, "r") as h5:
-        for clip_id, group in h5["clips"].items():
-            arrays = {n: group[n][()] for n in names if n in group}
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in group.attrs.items()}
-            yield clip_id, arrays, attrs
-
-
 def _frame_times(frames_shard) -> dict[str, np.ndarray]:
-    return {cid: arrays.get("timestamps", np.zeros(0)) for cid, arrays, _ in _read_clips(frames_shard, ("timestamps",))}
+    return {cid: arrays.get("timestamps", np.zeros(0)) for cid, arrays, _ in iter_clips(frames_shard, ("timestamps",))}
 
 
 class _CropBatches:
@@ -253,7 +136,7 @@ def default_workers() -> int:
 def _crop_clips(backbone, in_shard, *, batch_size: int, num_workers: int, mask: str | None = None):
     """Yield (clip_id, features, timestamps, attrs) for every clip, embedding crops in batches."""
     clips, index = [], []
-    for clip_id, arrays, attrs in _read_clips(in_shard, ("valid", "timestamps")):
+    for clip_id, arrays, attrs in iter_clips(in_shard, ("valid", "timestamps")):
         valid = arrays.get("valid", np.zeros(0, bool))
         chosen = backbone.select_frames(valid)
         clips.append((clip_id, np.asarray(arrays.get("timestamps", np.zeros(len(valid))))[chosen], attrs))
@@ -310,7 +193,7 @@ def build_feature_shard(
     """
     if timeline not in TIMELINES:
         raise ValueError(f"timeline {timeline!r}; options: {', '.join(TIMELINES)}")
-    _check_mask("mask", name, mask)
+    check_mask("mask", name, mask)
     if timeline == "frames" and frames_shard is None:
         raise ValueError("timeline 'frames' needs frames_shard: the faces shard whose timestamps to align to")
     backbone = create_backbone(name, **params)
@@ -344,7 +227,8 @@ def build_feature_shard(
                              "n_valid": int(mask.sum()), "empty_reason": reason})
             n += 1
             n_rows += len(features)
-            log.info("clip %s: %d rows (%d valid)%s", clip_id, len(features), mask.sum(), f": {reason}" if reason else "")
+            log.info("clip %s: %d rows (%d valid)%s", clip_id, len(features), mask.sum(),
+                     f": {reason}" if reason else "")
     elapsed = time.perf_counter() - started
     log.info("%d clips, %d rows in %.1f s (%.1f rows/s)", n, n_rows, elapsed, n_rows / max(elapsed, 1e-9))
     return n
@@ -370,15 +254,29 @@ def _clip_features(backbone, in_shard, *, batch_size: int, num_workers: int, mas
             yield clip_id, features, timestamps, attrs, reason
     elif kind == "audio":
         sample_rate = int(read_file_attrs(in_shard)["sample_rate"])
-        for clip_id, arrays, attrs in _read_clips(in_shard, ("audio",)):
+        for clip_id, arrays, attrs in iter_clips(in_shard, ("audio",)):
             audio = np.asarray(arrays.get("audio", np.zeros(0, np.int16)))
             features, timestamps = backbone.extract(audio, sample_rate)
             reason = "" if len(features) else (f"audio of {audio.size / sample_rate:.3f} s is too short"
                                                  if audio.size else f"no audio ({attrs.get('qc_status', 'ok')})")
             yield clip_id, features, timestamps, attrs, reason
     elif kind == "clip":
-        for clip_id, arrays, attrs in _read_clips(in_shard, ("timestamps",)):
+        for clip_id, arrays, attrs in iter_clips(in_shard, ("timestamps",)):
             features, timestamps = backbone.extract_clip(clip_id, arrays.get("timestamps", np.zeros(0)))
             yield clip_id, features, timestamps, attrs, backbone.missing_reason if not len(features) else ""
     else:
         raise ValueError(f"backbone reads {kind!r}; options: crops, audio, clip")
+
+
+def write_feature_shard(key: str, entry: dict, signature: dict, source: str | os.PathLike,
+                        out_path: str | os.PathLike, *, frames_shard: str | os.PathLike | None = None) -> int:
+    """The features job for config entry ``features.<key>``: :func:`build_feature_shard` with the
+    entry's ``signature`` (what the output depends on) and its runtime keys (batch size, workers,
+    device: speed only, read from the entry so that they trigger no re-run)."""
+    return build_feature_shard(
+        signature["backbone"], dict(signature["params"]), source, out_path,
+        timeline=signature.get("timeline", "native"),
+        mask=signature.get("mask"),  # Deng et al. 2023 (004): one half of each crop blacked out
+        frames_shard=frames_shard,
+        **runtime_options(key, entry),
+    )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from affectflow.training import checkpoints
 from affectflow.models.blocks import (
     AttentionPooling,
     CrossAttention,
@@ -32,6 +31,7 @@ from affectflow.models.blocks import (
 )
 from affectflow.models.registry import MODELS
 from affectflow.models.temporal import EncoderStack, SequenceModel, _head_options, build_encoder_stack
+from affectflow.training import checkpoints
 
 FUSIONS = ("early", "late_encoders", "late_predictions")
 # fusion -> (key prefix in the unimodal model's state dict, attribute holding the branches):

@@ -1,27 +1,55 @@
-"""Data-quality table and plots of a data set (paper 002's descriptive analysis, automated).
+"""Data-quality table and plots of a data set (Hallmen et al. 2024 (002)'s descriptive analysis, automated).
 
 Reads the per-shard QC tables of the media and faces stages and writes:
 
 - ``clips.tsv``: one row per clip (probe facts, statuses, reasons, flags, face-found rate);
 - ``summary.tsv``: one row per measure (clip count, duration quantiles, frame rates, face-found
   rate, the count of each QC status and flag);
-- SVG plots: durations, frame rates, face-found rate, QC reasons.
-
-The plots are plain SVG written here (no plotting library needed).
+- the plots named in :data:`QC_PLOTS` (durations, frame rates, face-found rate, QC reasons):
+  bar charts drawn with matplotlib (:mod:`affectflow.report.plots`) as SVG, each with a table
+  of its bars beside it (``<plot>.tsv``: bin edges or category, and the clip count).
 """
 
 from __future__ import annotations
 
-import html
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from affectflow.report.plots import bar_chart, new_figure, save_svg, save_table
 from affectflow.runtime.atomic import write_text_atomic
+
+__all__ = [
+    "QC_PLOTS",
+    "clip_table",
+    "histogram",
+    "qc_figure",
+    "qc_plot_tables",
+    "read_qc",
+    "summary_table",
+    "write_qc_report",
+]
+
+#: The data-quality plots, by name: the workflow's ``qc_report`` rule writes ``qc/<name>.svg``
+#: and ``qc/<name>.tsv`` for each.
+QC_PLOTS = ["durations", "frame_rates", "face_rate", "qc_reasons"]
+
+# Clip-duration bins (seconds): short clips in detail, the long tail in a few wide bins.
+DURATION_EDGES = [0, 0.5, 1, 2, 5, 10, 20, 60, 300, 1e9]
+# Face-found rate bins: the first holds the clips without any face (rate 0).
+FACE_RATE_EDGES = [0, 0.001, 0.25, 0.5, 0.75, 0.9, 1.0001]
+# Title, x label, y label and orientation of each plot (``horizontal``: categories on the y axis).
+PLOT_STYLE = {
+    "durations": ("Clip durations", "clip duration (s)", "clips", False),
+    "frame_rates": ("Source frame rates", "source frame rate (frames/s, rounded)", "clips", False),
+    "face_rate": ("Share of frames with a face, per clip", "share of decoded frames with a face (0-1)", "clips",
+                  False),
+    "qc_reasons": ("QC statuses and flags (clips)", "clips", "stage: QC status or flag", True),
+}
 
 
 def read_qc(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -90,60 +118,26 @@ def summary_table(clips: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"measure": [m for m, _ in rows], "value": pd.Series([v for _, v in rows], dtype=object)})
 
 
-# -- SVG plots ------------------------------------------------------------------------------
-
-
-def svg_bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: str = "",
-             width: int = 640, height: int = 320) -> str:
-    """A vertical bar chart as an SVG document."""
-    left, right, top, bottom = 50, 10, 30, 70
-    plot_w, plot_h = width - left - right, height - top - bottom
-    top_value = max([float(v) for v in values] + [1e-9])
-    n = max(len(values), 1)
-    bar_w = plot_w / n
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="11">',
-             f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="black"/>',
-             f'<text x="{left - 5}" y="{top + 4}" text-anchor="end">{top_value:g}</text>',
-             f'<text x="{left - 5}" y="{top + plot_h}" text-anchor="end">0</text>']
-    for i, (label, value) in enumerate(zip(labels, values)):
-        h = plot_h * float(value) / top_value
-        x = left + i * bar_w
-        parts.append(f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{max(bar_w - 2, 1):.1f}" '
-                     f'height="{h:.1f}" fill="#4878a8"><title>{html.escape(str(label))}: {value:g}</title></rect>')
-        if n <= 30:
-            cx, cy = x + bar_w / 2, top + plot_h + 12
-            parts.append(f'<text x="{cx:.1f}" y="{cy:.1f}" text-anchor="end" '
-                         f'transform="rotate(-35 {cx:.1f} {cy:.1f})">{html.escape(str(label))}</text>')
-    if xlabel:
-        parts.append(f'<text x="{left + plot_w / 2}" y="{height - 5}" text-anchor="middle">{html.escape(xlabel)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+# -- plots ----------------------------------------------------------------------------------
 
 
 def histogram(values: Sequence[float], edges: Sequence[float]) -> tuple[list[str], list[int]]:
     """Counts of ``values`` in the bins ``edges`` (the last bin is closed), with bin labels."""
     counts, _ = np.histogram(np.asarray(values, float), bins=np.asarray(edges, float))
-    labels = [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:])]
+    labels = [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
     return labels, counts.tolist()
 
 
-def qc_plots(clips: pd.DataFrame) -> dict[str, str]:
-    """SVG documents by name: ``durations``, ``frame_rates``, ``face_rate``, ``qc_reasons``."""
-    duration = pd.to_numeric(clips.get("duration_s", pd.Series(dtype=float)), errors="coerce").fillna(0)
-    edges = [0, 0.5, 1, 2, 5, 10, 20, 60, 300, 1e9]
-    labels, counts = histogram(duration.clip(upper=1e9 - 1), edges)
-    labels[-1] = "300+"
-    plots = {"durations": svg_bars(labels, counts, title="Clip durations", xlabel="seconds")}
-    fps = pd.to_numeric(clips.get("fps", pd.Series(dtype=float)), errors="coerce").fillna(0).round().astype(int)
-    by_fps = sorted(Counter(fps).items())
-    plots["frame_rates"] = svg_bars([str(k) if k else "no video" for k, _ in by_fps], [v for _, v in by_fps],
-                                    title="Source frame rates", xlabel="frames/s (rounded)")
-    rate = pd.to_numeric(clips.get("face_rate", pd.Series(dtype=float)), errors="coerce").dropna()
-    labels, counts = histogram(rate, [0, 0.001, 0.25, 0.5, 0.75, 0.9, 1.0001])
-    labels[0], labels[-1] = "0", "0.9-1"
-    plots["face_rate"] = svg_bars(labels, counts, title="Share of frames with a face, per clip")
+def _binned(values: Sequence[float], edges: Sequence[float], labels: Mapping[int, str]) -> pd.DataFrame:
+    """A histogram as a table: ``bin_low, bin_high, label, clips``; ``labels`` renames bins by index."""
+    names, counts = histogram(values, edges)
+    for index, name in labels.items():
+        names[index] = name
+    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "label": names, "clips": counts})
+
+
+def _qc_reasons(clips: pd.DataFrame) -> pd.DataFrame:
+    """Clips with each non-ok QC status and each flag, most frequent first: ``label, clips``."""
     reasons: Counter = Counter()
     for stage in ("media", "faces"):
         if f"{stage}_status" in clips:
@@ -154,23 +148,59 @@ def qc_plots(clips: pd.DataFrame) -> dict[str, str]:
             for flag, count in _flag_names(clips[f"{stage}_flags"]).items():
                 reasons[f"{stage}: {flag}"] += count
     items = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])) or [("none", 0)]
-    plots["qc_reasons"] = svg_bars([k for k, _ in items], [v for _, v in items],
-                                   title="QC statuses and flags (clips)")
-    return plots
+    return pd.DataFrame({"label": [k for k, _ in items], "clips": [v for _, v in items]})
+
+
+def qc_plot_tables(clips: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The numbers of each plot of :data:`QC_PLOTS`, by name: one row per bar.
+
+    Histograms (``durations``, ``face_rate``) have ``bin_low, bin_high, label, clips``; the
+    others ``label, clips``.
+    """
+    duration = pd.to_numeric(clips.get("duration_s", pd.Series(dtype=float)), errors="coerce").fillna(0)
+    tables = {"durations": _binned(duration.clip(upper=DURATION_EDGES[-1] - 1), DURATION_EDGES,
+                                   {len(DURATION_EDGES) - 2: "300+"})}
+    fps = pd.to_numeric(clips.get("fps", pd.Series(dtype=float)), errors="coerce").fillna(0).round().astype(int)
+    by_fps = sorted(Counter(fps).items())
+    tables["frame_rates"] = pd.DataFrame({"label": [str(k) if k else "no video" for k, _ in by_fps],
+                                          "clips": [v for _, v in by_fps]})
+    rate = pd.to_numeric(clips.get("face_rate", pd.Series(dtype=float)), errors="coerce").dropna()
+    tables["face_rate"] = _binned(rate, FACE_RATE_EDGES, {0: "0", len(FACE_RATE_EDGES) - 2: "0.9-1"})
+    tables["qc_reasons"] = _qc_reasons(clips)
+    return tables
+
+
+def qc_figure(name: str, table: pd.DataFrame) -> Figure:
+    """The bar chart of plot ``name`` (one of :data:`QC_PLOTS`) from its :func:`qc_plot_tables` table."""
+    title, xlabel, ylabel, horizontal = PLOT_STYLE[name]
+    if horizontal:
+        fig = new_figure(7.5, 1.4 + 0.28 * max(len(table), 3))
+    else:
+        fig = new_figure(max(5.5, 1.5 + 0.55 * len(table)), 3.8)
+    ax = fig.add_subplot()
+    bar_chart(ax, table["label"].tolist(), table["clips"].tolist(), xlabel=xlabel, ylabel=ylabel,
+              horizontal=horizontal)
+    ax.set_title(title)
+    return fig
 
 
 def write_qc_report(media_qc: Iterable[str | os.PathLike], faces_qc: Iterable[str | os.PathLike], *,
                     clips_tsv: str | os.PathLike, summary_tsv: str | os.PathLike,
-                    plots: dict[str, str | os.PathLike]) -> pd.DataFrame:
-    """Write the clip table, the summary table and the SVG plots named in ``plots``; return the summary."""
+                    plots: Mapping[str, str | os.PathLike],
+                    plot_tables: Mapping[str, str | os.PathLike] | None = None) -> pd.DataFrame:
+    """Write the clip table, the summary table, the SVG plots named in ``plots`` (name -> path)
+    and the tables of their numbers (``plot_tables``: name -> path); return the summary."""
+    plot_tables = dict(plot_tables or {})
+    unknown = [name for name in [*plots, *plot_tables] if name not in PLOT_STYLE]
+    if unknown:
+        raise ValueError(f"unknown QC plot {unknown[0]!r}; options: {', '.join(QC_PLOTS)}")
     clips = clip_table(read_qc(media_qc), read_qc(faces_qc))
     summary = summary_table(clips)
     write_text_atomic(clips_tsv, clips.to_csv(sep="\t", index=False))
     write_text_atomic(summary_tsv, summary.to_csv(sep="\t", index=False))
-    drawn = qc_plots(clips)
+    tables = qc_plot_tables(clips)
+    for name, path in plot_tables.items():
+        save_table(tables[name], path)
     for name, path in plots.items():
-        if name not in drawn:
-            raise ValueError(f"unknown QC plot {name!r}; options: {', '.join(drawn)}")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, drawn[name])
+        save_svg(qc_figure(name, tables[name]), path)
     return summary

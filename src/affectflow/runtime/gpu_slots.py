@@ -66,6 +66,7 @@ def _key(match: re.Match | None) -> int:
 
 
 def lock_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The directory of the GPU lock files (``AFFECTFLOW_GPU_LOCK_DIR``, else the default)."""
     env = os.environ if env is None else env
     return Path(env.get(ENV_LOCK_DIR) or DEFAULT_LOCK_DIR)
 

@@ -5,12 +5,12 @@ clips with a face and speech, labels planted on what is seen and heard) for test
 benchmarks; tiny models live in :mod:`affectflow.features.testing`.
 """
 
+from affectflow.testing.affwild2 import make_affwild2
 from affectflow.testing.datasets import (
     PROPERTIES_FILE,
     SAMPLE_SUBMISSION_NAMES,
     TEST_LIST_DIR,
     TRUTH_FILE,
-    make_affwild2,
     make_reaction,
     make_vidmimic,
 )

@@ -1,6 +1,6 @@
 """Tiny real clips for the data set fixtures, rendered with the demo's ffmpeg recipe.
 
-Every clip comes from :func:`affectflow.demo.build.ffmpeg_command` (a real face from the demo
+Every clip comes from :func:`affectflow.demo.render.ffmpeg_command` (a real face from the demo
 sources, LibriVox speech over a pink-noise floor, H.264 + AAC), so the face detectors find a
 face and audio features are non-empty. :func:`render_clip` can add a time-varying brightness
 and loudness on top of the demo's constant ones, which is what the per-frame fixtures plant
@@ -10,24 +10,43 @@ their labels on.
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from affectflow.demo import build as demo
+from affectflow.demo.plan import BRIGHTNESS_RANGE, GAIN_DB_RANGE, MOVIE_LOOP_S, PITCH_RANGE
+from affectflow.demo.render import ASTRONAUT_NAME, MOVIE_NAME, SPEECH_DIR, ffmpeg_command, write_speech_loop
 from affectflow.runtime.atomic import atomic_path
 from affectflow.runtime.ffmpeg import ffmpeg_exe
 
-__all__ = ["DEFAULT_RESOURCES", "clip_row", "hstack_clips", "render_clip", "resources_dir", "speech_track"]
+__all__ = [
+    "DEFAULT_RESOURCES",
+    "HEIGHT",
+    "WIDTH",
+    "clip_row",
+    "hstack_clips",
+    "plan_rows",
+    "render_clip",
+    "render_clips",
+    "resources_dir",
+    "speech_track",
+]
 
 #: the demo sources in a source checkout (``resources/demo`` next to ``src/``)
 DEFAULT_RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "demo"
+#: picture size of one person's clip (a two-person Aff-Wild2 video is two of them side by side)
+WIDTH, HEIGHT = 160, 120
+WORKERS = 2  # parallel ffmpeg processes
+_FPS_CYCLE = ("30", "25", "30")
 
 
 def resources_dir(path: str | Path | None = None) -> Path:
     """The demo source folder: ``path`` or :data:`DEFAULT_RESOURCES`; fails if it is missing."""
     folder = Path(path) if path is not None else DEFAULT_RESOURCES
-    for name in (demo.MOVIE_NAME, demo.ASTRONAUT_NAME, demo.SPEECH_DIR):
+    for name in (MOVIE_NAME, ASTRONAUT_NAME, SPEECH_DIR):
         if not (folder / name).exists():
             raise FileNotFoundError(
                 f"demo source {folder / name} is missing (pass resources= the resources/demo folder of a checkout)"
@@ -36,8 +55,8 @@ def resources_dir(path: str | Path | None = None) -> Path:
 
 
 def speech_track(resources: Path, dest: Path) -> Path:
-    """The demo's normalised speech loop as a wav at ``dest`` (see :mod:`affectflow.demo.build`)."""
-    demo._speech_track(resources, dest)  # noqa: SLF001 - the demo's own helper, reused as is
+    """The demo's normalised speech loop as a wav at ``dest`` (see :mod:`affectflow.demo.render`)."""
+    write_speech_loop(resources, dest)
     return dest
 
 
@@ -59,7 +78,7 @@ def clip_row(
     audio_sample_rate: int = 16000,
     audio_channels: int = 1,
 ) -> pd.Series:
-    """One row of the demo's clip plan (:data:`affectflow.demo.build.PROPERTY_COLUMNS`)."""
+    """One row of the demo's clip plan (:data:`affectflow.demo.plan.PROPERTY_COLUMNS`)."""
     from fractions import Fraction
 
     if face not in ("talker", "astronaut"):
@@ -93,7 +112,7 @@ def render_clip(
     brightness_expr: str | None = None,
     volume_expr: str | None = None,
 ) -> Path:
-    """Render one planned clip to ``out`` (mp4) with :func:`affectflow.demo.build.ffmpeg_command`.
+    """Render one planned clip to ``out`` (mp4) with :func:`affectflow.demo.render.ffmpeg_command`.
 
     ``brightness_expr`` / ``volume_expr``: optional ffmpeg expressions of ``t`` (seconds)
     applied per frame after the demo's filters (``eq=brightness=...:eval=frame`` and
@@ -101,7 +120,7 @@ def render_clip(
     """
     out = Path(out)
     with atomic_path(out) as tmp:
-        cmd = demo.ffmpeg_command(row, resources, speech, tmp)
+        cmd = ffmpeg_command(row, resources, speech, tmp)
         i = cmd.index("-filter_complex") + 1
         graph = cmd[i]
         if brightness_expr is not None:
@@ -128,3 +147,38 @@ def hstack_clips(left: Path, right: Path, out: str | Path) -> Path:
         ]
         _run(cmd, tmp, f"two-person fixture clip {out.name}")
     return out
+
+
+def plan_rows(n: int, rng: np.random.Generator, *, min_s: float = 1.0, max_s: float = 2.5) -> list[pd.Series]:
+    """Clip plans (demo property rows) with drawn properties; ``id`` is the row index."""
+    rows = []
+    for i in range(n):
+        fps = _FPS_CYCLE[i % len(_FPS_CYCLE)]
+        n_frames = int(round(rng.uniform(min_s, max_s) * float(fps)))
+        rows.append(
+            clip_row(
+                clip_id=i, face=("talker", "astronaut")[i % 2], fps=fps, n_frames=n_frames,
+                width=WIDTH, height=HEIGHT,
+                brightness=round(float(rng.uniform(*BRIGHTNESS_RANGE)), 3) + 0.0,
+                gain_db=round(float(rng.uniform(*GAIN_DB_RANGE)), 2),
+                pitch_semitones=round(float(rng.uniform(*PITCH_RANGE)), 2) + 0.0,
+                video_start_s=round(float(rng.uniform(0, MOVIE_LOOP_S)), 2),
+                speech_start_s=round(float(rng.uniform(0, 20.0)), 2),
+                audio_sample_rate=44100, audio_channels=1,
+            )
+        )
+    return rows
+
+
+def render_clips(jobs: list[tuple], resources: str | Path | None) -> None:
+    """Render ``(row, out, brightness_expr, volume_expr)`` jobs (see :func:`render_clip`) two at a time."""
+    res = resources_dir(resources)
+    with tempfile.TemporaryDirectory(prefix="affectflow-fixture-") as tmp:
+        speech = speech_track(res, Path(tmp) / "speech.wav")
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            futures = [
+                pool.submit(render_clip, row, out, resources=res, speech=speech, brightness_expr=b, volume_expr=v)
+                for row, out, b, v in jobs
+            ]
+            for fut in futures:
+                fut.result()

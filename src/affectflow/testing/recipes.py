@@ -13,7 +13,7 @@ import copy
 from pathlib import Path
 
 from affectflow.features.registry import BACKBONES
-from affectflow.features.stage import SIGNATURE_KEYS
+from affectflow.features.signature import SIGNATURE_KEYS
 from affectflow.features.testing import tiny_backbone_params
 from affectflow.training.recipes import resolve_run
 

@@ -1,8 +1,8 @@
 """Batches of similar lengths, padding with masks, and fixed-length segments of long videos.
 
-Padding every clip to the longest cost 002 34% of its compute; sorting clips by length and cutting
-the sorted list into batches keeps the padding to a few percent while the order of the batches
-(and which clips share one) is still shuffled from a seeded generator.
+Padding every clip to the longest cost Hallmen et al. 2024 (002) 34% of its compute; sorting
+clips by length and cutting the sorted list into batches keeps the padding to a few percent while
+the order of the batches (and which clips share one) is still shuffled from a seeded generator.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def _moments(p, t, w):
 
 @LOSSES.register("ccc")
 def ccc(*, reduction: str = "sum", **params):
-    """1 - CCC per target dimension (population moments), summed over dimensions (003) or averaged.
+    """1 - CCC per target dimension (population moments), summed over dimensions (Liu et al. 2023, 003) or averaged.
 
     The denominator carries a small epsilon: truth and prediction at the same constant give a
     loss of 1 with finite gradients instead of 0/0.
@@ -95,7 +95,7 @@ def pearson(*, reduction: str = "mean", **params):
 
 @LOSSES.register("bce")
 def bce(*, pos_weight=None, logits: bool = False, **params):
-    """Binary cross-entropy over valid elements, with optional per-target positive weights (004).
+    """Binary cross-entropy over valid elements, with optional per-target positive weights (Deng et al. 2023, 004).
 
     ``logits=False`` (default) expects probabilities (models ending in a sigmoid); they are clamped
     away from 0 and 1 so the log never gives inf.

@@ -1,8 +1,9 @@
-"""Each paper's training recipe as a dict of run settings (see REFERENCE.md, shared/seeds/).
+"""Each paper's training recipe as a dict of run settings (the papers are listed in docs/methods.md).
 
 A run in the config names one with ``recipe: <name>``; keys the run sets itself override the
 recipe's. Values the paper does not state are marked ``# not stated`` and chosen conservatively.
-Late fusion by predictions (000) is two runs averaged by the ensemble stage (``method: mean``).
+Late fusion by predictions (Yu et al. 2024, 000) is two runs averaged by the ensemble stage
+(``method: mean``).
 """
 
 from __future__ import annotations

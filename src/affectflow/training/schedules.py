@@ -22,11 +22,11 @@ def create_optimizer(name: str, params, *, lr: float, weight_decay: float = 0.0)
 class Schedule:
     """One interface over the three schedules of the papers.
 
-    - ``plateau`` (000, 001): lr x ``factor`` (0.5) after ``patience`` (10) epochs without a
-      better monitored value; ``epoch_end(value)``.
-    - ``cosine`` (002): linear warm-up over ``warmup_epochs`` (1), then cosine decay to 0 by the
-      last epoch; stepped per batch.
-    - ``step`` (004): lr x ``gamma`` (0.1) every ``step_size`` (20) epochs.
+    - ``plateau`` (Yu et al. 2024, 000; Yu et al. 2023, 001): lr x ``factor`` (0.5) after
+      ``patience`` (10) epochs without a better monitored value; ``epoch_end(value)``.
+    - ``cosine`` (Hallmen et al. 2024, 002): linear warm-up over ``warmup_epochs`` (1), then
+      cosine decay to 0 by the last epoch; stepped per batch.
+    - ``step`` (Deng et al. 2023, 004): lr x ``gamma`` (0.1) every ``step_size`` (20) epochs.
     """
 
     def __init__(self, name: str, optimizer: torch.optim.Optimizer, *, epochs: int, steps_per_epoch: int,
@@ -68,8 +68,10 @@ class Schedule:
             self.inner.step()
 
     def state_dict(self) -> dict:
+        """The inner scheduler's state (empty for ``none``), for a resumable checkpoint."""
         return {} if self.inner is None else self.inner.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
         if self.inner is not None:
             self.inner.load_state_dict(state)

@@ -6,8 +6,8 @@ import contextlib
 
 import numpy as np
 
-from affectflow.runtime.device import pick_device
 from affectflow.faces.registry import DETECTORS, Detection, DetectorBase
+from affectflow.runtime.device import pick_device
 
 
 @DETECTORS.register("mtcnn")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from affectflow.runtime.device import pick_device
-from affectflow.features.base import CropBackbone, check_positive
 from affectflow.features.backbones.hf import from_local, read_config, versions
-from affectflow.features.registry import BACKBONES
 from affectflow.features.backbones.torch_image import IMAGENET_MEAN, IMAGENET_STD
+from affectflow.features.base import CropBackbone, check_positive
+from affectflow.features.registry import BACKBONES
 from affectflow.features.weights import resolve_weights, weights_sha256
+from affectflow.runtime.device import pick_device
 
 
 @BACKBONES.register("dino_vits16")

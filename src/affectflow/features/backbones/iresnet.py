@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import re
 
+from affectflow.features.backbones.torch_image import (
+    TorchImageBackbone,
+    load_state_dict,
+)
 from affectflow.features.registry import BACKBONES
-from affectflow.features.backbones.torch_image import TorchImageBackbone, load_state_dict
 
 # Blocks per stage for each depth (the arcface_torch r18 / r50 / r100 configurations).
 IRESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {

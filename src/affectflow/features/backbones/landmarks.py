@@ -6,8 +6,8 @@ import importlib.metadata
 
 import numpy as np
 
-from affectflow.features.base import CropBackbone
 from affectflow.features.backbones.dlib_face import face_rect, models_dir
+from affectflow.features.base import CropBackbone
 from affectflow.features.registry import BACKBONES
 from affectflow.runtime.hashing import file_sha256
 

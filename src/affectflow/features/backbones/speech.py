@@ -9,11 +9,11 @@ import functools
 
 import numpy as np
 
-from affectflow.runtime.device import pick_device
-from affectflow.features.base import AudioBackbone, check_positive, empty_features
 from affectflow.features.backbones.hf import from_local, read_config, versions
+from affectflow.features.base import AudioBackbone, check_positive, empty_features
 from affectflow.features.registry import BACKBONES
 from affectflow.features.weights import resolve_weights, weights_sha256
+from affectflow.runtime.device import pick_device
 
 
 def conv_geometry(config: dict) -> tuple[int, int]:

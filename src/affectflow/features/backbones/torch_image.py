@@ -12,10 +12,10 @@ import importlib.metadata
 
 import numpy as np
 
-from affectflow.runtime.device import pick_device
 from affectflow.features.base import CropBackbone, check_positive
 from affectflow.features.registry import BACKBONES
 from affectflow.features.weights import resolve_weights, weights_sha256
+from affectflow.runtime.device import pick_device
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from affectflow.features.base import ClipBackbone, check_positive, empty_features
-from affectflow.features.files import clip_file, directory_fingerprint, load_array_pickle
+from affectflow.features.files import (
+    clip_file,
+    directory_fingerprint,
+    load_array_pickle,
+)
 from affectflow.features.registry import BACKBONES
 
 

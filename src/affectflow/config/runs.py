@@ -1,0 +1,213 @@
+"""The train config's runs at workflow start: fold counts, settings checks and unimodal branch inits.
+
+Neither importing this module nor its checks load torch (the workflow builds its job graph with
+them), except :func:`check_branch_inits` for a run that names ``init_branches``: whether a
+unimodal run's model fits the fused model's branch is checked on models built on torch's meta
+device.
+
+Branch inits (Yu et al. 2023, 001): a fused run (``backbone`` plus ``fuse_with``, a late-fusion
+model) may name, per modality, a run on that modality's backbone alone whose trained model
+initialises the modality's branch::
+
+    train:
+      runs:
+        visual: {backbone: resnet18_pool512, recipe: yu2023_eri_branch}
+        audio: {backbone: mfcc128_stack8, recipe: yu2023_eri_branch}
+        fused:
+          backbone: resnet18_pool512
+          fuse_with: [mfcc128_stack8]
+          recipe: yu2023_eri
+          init_branches: [visual, audio]  # one per modality (backbone, *fuse_with); null: from scratch
+          freeze_branches: true           # the loaded branches stop learning
+
+Fold k of the fused run starts from fold k's ``model.pt`` of each named run
+(:func:`branch_model_paths`), so no branch has seen fold k's out-of-fold clips. That holds only
+if the named runs split the clips the same way, so they must share the fused run's fold scheme,
+fold count and (for seeded schemes) seed; this and the branch structure are checked by
+:func:`check_branch_inits`. The training job hands the checkpoints to the model with
+:func:`affectflow.training.branch_init.with_branch_checkpoints`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+from affectflow.config.names import registered
+from affectflow.data.folds import n_folds
+from affectflow.training.recipes import resolve_run
+from affectflow.training.settings import settings_from_run
+
+__all__ = ["BRANCH_KEYS", "branch_model_paths", "branch_runs", "check_branch_inits", "check_mask_augment",
+           "check_runs", "run_folds", "without_branch_keys"]
+
+#: Run keys of the branch inits, read by the workflow and the training job, not by the settings.
+BRANCH_KEYS = ("init_branches", "freeze_branches")
+_PROBE_WIDTH = 4  # input width per modality of the structure check (widths are not known at start)
+
+
+def run_folds(run: dict, k_folds: int) -> int:
+    """How many fold jobs a config run makes: its fold scheme's count, else ``k_folds``."""
+    scheme = resolve_run(run).get("fold_scheme", "manifest")
+    return k_folds if scheme == "manifest" else n_folds(scheme, k_folds)
+
+
+def check_runs(train_config: dict, features: dict | None = None) -> None:
+    """Fail at workflow start for a run with an unknown setting, recipe, model, fold scheme or
+    fused backbone (``fuse_with`` names missing from ``features``)."""
+    models = registered("models")  # read from the source: the model modules load torch
+    for name, run in train_config["runs"].items():
+        try:
+            s = settings_from_run(run)
+            if s.fold_scheme != "manifest":
+                n_folds(s.fold_scheme, 2)
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"train.runs.{name}: {err}") from None
+        if s.model not in models:
+            raise ValueError(f"train.runs.{name}.model: unknown {s.model!r}; known: {', '.join(models)}")
+        for other in run.get("fuse_with", []):
+            if features is not None and other not in features:
+                raise ValueError(f"train.runs.{name}.fuse_with: {other!r} is not configured under features "
+                                 f"(configured: {', '.join(features) or 'none'})")
+        if features is not None:
+            check_mask_augment(name, run["backbone"], s.mask_augment, features)
+
+
+def check_mask_augment(run_name: str, backbone: str, mask_augment: dict, features: dict) -> None:
+    """Each ``mask_augment`` entry must name a ``features`` key that is the run's ``backbone``
+    (same backbone and parameters) with ``mask`` set to that region; else fail naming the key."""
+    from affectflow.features.signature import RUNTIME_KEYS  # features loads the backbone registry
+
+    def core(key):  # what makes the features: backbone name and parameters, not mask or speed
+        entry = dict(features[key] or {})
+        entry.setdefault("backbone", key)
+        return {k: v for k, v in entry.items() if k not in ("mask", *RUNTIME_KEYS)}
+
+    for region, key in mask_augment.items():
+        where = f"train.runs.{run_name}.mask_augment.{region}"
+        if key not in features:
+            raise ValueError(f"{where}: {key!r} is not configured under features "
+                             f"(configured: {', '.join(features) or 'none'})")
+        mask = (features[key] or {}).get("mask")
+        if mask != region:
+            raise ValueError(f"{where}: features.{key} has mask {mask!r}; the {region}-masked copy needs "
+                             f"features.{key}.mask: {region}")
+        if backbone in features and core(key) != core(backbone):
+            raise ValueError(f"{where}: features.{key} must be the run's backbone features.{backbone} with mask "
+                             f"{region} (same backbone and parameters): {core(key)} != {core(backbone)}")
+
+
+def without_branch_keys(train_config: Mapping) -> dict:
+    """A copy of the ``train`` config with :data:`BRANCH_KEYS` removed from every run (for checks
+    that know only training settings, such as :func:`check_runs`)."""
+    out = copy.deepcopy(dict(train_config))
+    out["runs"] = {name: {k: v for k, v in run.items() if k not in BRANCH_KEYS}
+                   for name, run in train_config["runs"].items()}
+    return out
+
+
+def branch_runs(run: Mapping) -> list[str | None]:
+    """The run's ``init_branches`` (one run name or None per modality); [] when it has none."""
+    return list(run.get("init_branches") or [])
+
+
+def branch_model_paths(run: Mapping, train_dir: str, fold: int) -> list[str]:
+    """Fold ``fold``'s ``model.pt`` of each run named in ``init_branches`` (nulls skipped), under
+    ``train_dir`` (``results/<ds>/train``): the fused run's fold ``fold`` reads exactly these."""
+    return [f"{train_dir}/{name}/fold{fold}/model.pt" for name in branch_runs(run) if name is not None]
+
+
+def _model_params(resolved: dict) -> dict:
+    """A resolved run's ``model_params`` without the branch checkpoints the training job adds."""
+    return {k: v for k, v in resolved.get("model_params", {}).items()
+            if k not in ("branch_checkpoints", "freeze_branches")}
+
+
+def _probe_fusion(key: str, resolved: dict, n_modalities: int):
+    """The fused run's model built on the meta device (no memory, no weights) with probe widths."""
+    import torch
+
+    from affectflow.models import create_model
+    from affectflow.models.fusion import BRANCH_KEY_MAP, FusionModel
+
+    params = _model_params(resolved)
+    dims = [int(d) for d in params.pop("modality_dims", None) or [_PROBE_WIDTH] * n_modalities]
+    try:
+        with torch.device("meta"):
+            model = create_model(resolved["model"], input_dim=sum(dims), output_dim=2, modality_dims=dims, **params)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{key}: the run's model cannot be built: {err}") from None
+    if not isinstance(model, FusionModel) or model.fusion not in BRANCH_KEY_MAP:
+        fusion = getattr(model, "fusion", None)
+        raise ValueError(f"{key}: model {resolved['model']!r}" + (f" (fusion {fusion!r})" if fusion else "")
+                         + f" has no per-modality branches to initialise; use a fusion model with fusion "
+                         f"{' or '.join(BRANCH_KEY_MAP)}")
+    return model, dims
+
+
+def _check_branch_fit(where: str, name: str, other: str, theirs: dict, fused, branch: int, width: int) -> None:
+    """Run ``other``'s model (resolved settings ``theirs``), built on the meta device with input
+    ``width``, must fit branch ``branch`` of the probed fused model of run ``name``."""
+    import torch
+
+    from affectflow.models import create_model
+    from affectflow.models.fusion import branch_mismatch, unimodal_branch_state
+
+    try:
+        with torch.device("meta"):
+            unimodal = create_model(theirs["model"], input_dim=width, output_dim=2, **_model_params(theirs))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{where}: run {other!r}'s model cannot be built: {err}") from None
+    why = branch_mismatch(fused.branches[branch], unimodal_branch_state(unimodal.state_dict(), fused.fusion))
+    if why:
+        raise ValueError(f"{where}: run {other!r}'s model ({theirs['model']}) does not fit branch {branch} of "
+                         f"{name!r} ({fused.fusion} with its encoder params): {why}")
+
+
+def check_branch_inits(train_config: Mapping, *, k_folds: int = 2) -> None:
+    """Fail at workflow start, naming the key, for an ``init_branches`` that names an unknown run,
+    a run on another backbone (or fused itself), the wrong number of entries, a run whose folds
+    differ from the fused run's (its model would have seen the fold's out-of-fold clips), or a
+    run whose model does not fit the branch; and for ``freeze_branches`` without ``init_branches``."""
+    runs = train_config["runs"]
+    for name, run in runs.items():
+        key = f"train.runs.{name}.init_branches"
+        if "init_branches" not in run:
+            if run.get("freeze_branches"):
+                raise ValueError(f"train.runs.{name}.freeze_branches: needs init_branches (the unimodal runs "
+                                 "whose trained branches are frozen)")
+            continue
+        names = run["init_branches"]
+        modalities = [run["backbone"], *run.get("fuse_with", [])]
+        if not isinstance(names, list) or len(names) != len(modalities):
+            raise ValueError(f"{key}: {names!r} must list one run (or null) per modality, "
+                             f"{len(modalities)} for {modalities} (backbone, then fuse_with)")
+        if all(n is None for n in names):
+            raise ValueError(f"{key}: names no run (all null)")
+        resolved = resolve_run(run)
+        fused, dims = _probe_fusion(key, resolved, len(modalities))
+        scheme = resolved.get("fold_scheme", "manifest")
+        for i, (other, backbone) in enumerate(zip(names, modalities, strict=True)):
+            if other is None:
+                continue
+            where = f"{key}[{i}]"
+            if other not in runs:
+                raise ValueError(f"{where}: unknown run {other!r}; runs: {', '.join(runs)}")
+            if other == name:
+                raise ValueError(f"{where}: a run cannot initialise itself")
+            source = runs[other]
+            if source["backbone"] != backbone or source.get("fuse_with"):
+                on = [source["backbone"], *source.get("fuse_with", [])]
+                raise ValueError(f"{where}: run {other!r} reads {on}, but modality {i} of {name!r} is "
+                                 f"{backbone!r}; name a run on backbone {backbone!r} alone")
+            theirs = resolve_run(source)
+            their_scheme = theirs.get("fold_scheme", "manifest")
+            same_seed = scheme == "manifest" or theirs.get("seed") == resolved.get("seed")
+            if (their_scheme != scheme or run_folds(source, k_folds) != run_folds(run, k_folds)
+                    or not same_seed):
+                raise ValueError(
+                    f"{where}: run {other!r} splits the clips differently (fold_scheme {their_scheme!r}, "
+                    f"{run_folds(source, k_folds)} folds, seed {theirs.get('seed')}) from {name!r} "
+                    f"(fold_scheme {scheme!r}, {run_folds(run, k_folds)} folds, seed {resolved.get('seed')}): "
+                    "its fold-k model would have seen fold k's out-of-fold clips")
+            _check_branch_fit(where, name, other, theirs, fused, i, dims[i])

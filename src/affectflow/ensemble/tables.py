@@ -1,0 +1,112 @@
+"""Prediction tables of the ensemble's members: reading a run's folds, aligning runs on their keys, writing.
+
+A *member* is one run: its K fold directories each hold ``oof.csv`` (predictions for the fold's
+held-out rows) and ``test.csv`` (that fold model's predictions for the test rows). A run's OOF
+table is its folds stacked; its test table is the mean over its K fold models
+(:func:`run_predictions`). Every table holds the task's key columns (``id`` or ``id, frame``)
+then its targets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from affectflow.ensemble.errors import EnsembleError
+from affectflow.keys import integer_column
+from affectflow.runtime.atomic import atomic_path
+from affectflow.tasks import TaskSpec, key_columns
+
+__all__ = ["align", "key_index", "read_prediction_table", "run_predictions", "write_prediction_table"]
+
+
+def read_prediction_table(path: Path, keys: list[str], targets: list[str]) -> pd.DataFrame:
+    """A prediction table (keys + targets) with int64 keys and float64 targets, checked.
+
+    A missing file or column, a key that is not an integer, a target that is not a number and a
+    duplicated key raise :class:`EnsembleError` naming the file and line.
+    """
+    if not path.is_file():
+        raise EnsembleError(f"{path}: prediction table not found")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EnsembleError(f"{path}: cannot be read as CSV: {exc}") from exc
+    missing = [c for c in (*keys, *targets) if c not in frame.columns]
+    if missing:
+        raise EnsembleError(f"{path}: missing column(s) {missing} (expected {keys + targets})")
+    frame = frame[keys + targets].copy()
+    for col in keys:
+        try:
+            frame[col] = integer_column(frame[col], where=str(path), name=col)
+        except ValueError as exc:
+            raise EnsembleError(str(exc)) from None
+    for col in targets:
+        numeric = pd.to_numeric(frame[col], errors="coerce")
+        bad = numeric.isna() & frame[col].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise EnsembleError(f"{path}: line {row + 2}: {col} {frame[col].iloc[row]!r} is not a number")
+        frame[col] = numeric.astype("float64")
+    dup = frame.duplicated(keys)
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        key = tuple(int(frame[c].iloc[row]) for c in keys)
+        raise EnsembleError(f"{path}: line {row + 2}: duplicate row for {dict(zip(keys, key, strict=True))}")
+    return frame
+
+
+def run_predictions(fold_dirs: Sequence[str | os.PathLike], spec: TaskSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One run's OOF predictions (folds stacked) and test predictions (mean of its fold models).
+
+    Both tables hold the task's key columns then its targets, sorted by the keys. The test mean
+    is NaN-aware: a fold model with no prediction for a row is left out of that row's mean. A
+    row predicted out-of-fold by two folds is an error naming both directories.
+    """
+    keys, targets = key_columns(spec), list(spec.targets)
+    if not fold_dirs:
+        raise EnsembleError("run_predictions: no fold directories given")
+    oofs, tests = [], []
+    for d in fold_dirs:
+        oof = read_prediction_table(Path(d) / "oof.csv", keys, targets)
+        oof["_fold"] = str(d)
+        oofs.append(oof)
+        tests.append(read_prediction_table(Path(d) / "test.csv", keys, targets))
+    oof = pd.concat(oofs, ignore_index=True)
+    dup = oof.duplicated(keys, keep=False)
+    if dup.any():
+        first = oof.loc[dup].sort_values(keys).head(2)
+        key = {c: int(first[c].iloc[0]) for c in keys}
+        raise EnsembleError(f"row {key} is predicted out-of-fold by more than one fold: "
+                            f"{', '.join(first['_fold'])}")
+    oof = oof.drop(columns="_fold").sort_values(keys, kind="stable").reset_index(drop=True)
+    test = (pd.concat(tests, ignore_index=True).groupby(keys, sort=True)[targets].mean()
+            .reset_index())
+    return oof, test
+
+
+def key_index(frame: pd.DataFrame, keys: list[str]) -> pd.Index:
+    """The key columns of ``frame`` as an index (a MultiIndex for ``id, frame``) to reindex on."""
+    return pd.MultiIndex.from_frame(frame[keys]) if len(keys) > 1 else pd.Index(frame[keys[0]])
+
+
+def align(tables: Sequence[pd.DataFrame], keys: list[str], targets: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Union of the tables' keys (sorted) and a (tables, rows, targets) float32 array, NaN where absent."""
+    union = (pd.concat([t[keys] for t in tables], ignore_index=True).drop_duplicates()
+             .sort_values(keys, kind="stable").reset_index(drop=True))
+    index = key_index(union, keys)
+    # float32: per-frame tasks have millions of rows per member; the CSVs hold 6 decimals anyway.
+    arrays = np.stack([t.set_index(keys)[targets].reindex(index).to_numpy(np.float32) for t in tables])
+    return union, arrays
+
+
+def write_prediction_table(path: Path, keys: pd.DataFrame, values: np.ndarray, targets: list[str]) -> None:
+    """Write key columns + ``values`` (rows, targets) with 6 decimals, atomically."""
+    frame = keys.reset_index(drop=True).copy()
+    frame[targets] = values
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")

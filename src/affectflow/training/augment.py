@@ -1,0 +1,115 @@
+"""The data balancing of Deng et al. 2023 (004) for the AU task: face-masked copies of training tracks.
+
+For each region of a run's ``mask_augment``, a training track gets a copy whose visual features
+come from the same backbone run on crops with that half of the face blacked out (the features
+stage's ``mask`` key) and whose labels follow :func:`mask_copy_labels`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from affectflow.training.frames import frame_targets
+from affectflow.training.sequences import ShardPaths, load_timed
+from affectflow.training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def mask_copy_labels(y: np.ndarray, targets: list[str], region: str) -> np.ndarray | None:
+    """The per-step labels of a track's ``region``-masked copy (the data balancing of Deng et al.
+    2023, 004), or None when the track gets no such copy.
+
+    Deng et al. 2023 (004, section 3.1) adds masked copies for the AUs with below-average positives
+    (:data:`affectflow.faces.masking.AUGMENTED_AUS`) and sets the AUs under the mask to 0. Per
+    track, the rule here: a copy is kept when the track has at least one labelled step on which an
+    augmented AU that stays *visible* under the mask is positive (upper mask: AU12, AU15, AU23,
+    AU24, AU26; lower mask: AU1, AU2, AU4 of the ABAW set), so that each copy adds positives of a
+    rare AU; a copy of a track without one would only add negatives. In the copy, the AUs under
+    the mask (:data:`~affectflow.faces.masking.UPPER_AUS` / ``LOWER_AUS``) are 0 on every labelled
+    step; unlabelled steps (NaN) stay unlabelled; the visible AUs keep their labels.
+    """
+    # faces.masking loads OpenCV and the face detectors: only in runs that mask
+    from affectflow.faces.masking import AUGMENTED_AUS, LOWER_AUS, REGIONS, UPPER_AUS
+
+    if region not in REGIONS:
+        raise ValueError(f"region {region!r}; options: {', '.join(REGIONS)}")
+    y = np.asarray(y, np.float32)
+    if y.ndim != 2 or y.shape[1] != len(targets):
+        raise ValueError(f"expected labels (T, {len(targets)}), not shape {y.shape}")
+    hidden_set = UPPER_AUS if region == "upper" else LOWER_AUS
+    hidden = [j for j, t in enumerate(targets) if t in hidden_set]
+    rare_visible = [j for j, t in enumerate(targets) if t in AUGMENTED_AUS and t not in hidden_set]
+    labelled = np.isfinite(y) & (y >= 0)
+    if not rare_visible or not ((y[:, rare_visible] > 0.5) & labelled[:, rare_visible]).any():
+        return None
+    out = y.copy()
+    out[:, hidden] = np.where(labelled[:, hidden], 0.0, y[:, hidden])
+    return out
+
+
+def masked_shard_layouts(shard_paths: ShardPaths,
+                         mask_augment: dict[str, str]) -> dict[str, list[str] | dict[str, list[str]]]:
+    """For each region of ``mask_augment``, ``shard_paths`` with the run's own backbone (the list,
+    or the dict's first entry) swapped for its masked copy; fused backbones stay.
+
+    The masked copy's shards are found beside the backbone's, in the features stage's layout
+    ``.../features/<features key>/shard-<s>.h5``; a missing one fails naming it.
+    """
+    own = list(next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths)
+    layouts = {}
+    for region, key in mask_augment.items():
+        paths = [str(Path(p).parent.parent / key / Path(p).name) for p in own]
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"mask_augment.{region}: no feature shard(s) {missing} of the masked copy {key!r}")
+        if isinstance(shard_paths, dict):
+            rest = list(shard_paths.items())[1:]
+            layouts[region] = {key: paths, **{b: list(p) for b, p in rest}}
+        else:
+            layouts[region] = paths
+    return layouts
+
+
+def masked_copies(s: TrainSettings, shard_paths: ShardPaths, masked_shards: dict[str, ShardPaths] | None,
+                  train_ids: list[int], dims: list[int] | None, width: int, by_id: pd.DataFrame, labels_of: dict,
+                  targets: list[str], *, mean: np.ndarray, std: np.ndarray
+                  ) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """The masked copies of a fold's training tracks: (region, track id, features normalised with
+    ``mean`` and ``std``, labels) per kept copy; [] when ``s.mask_augment`` is empty.
+
+    ``masked_shards`` gives each region's shards laid out like ``shard_paths`` (default:
+    :func:`masked_shard_layouts`); ``labels_of`` holds each track's (frames, values) labels and
+    ``by_id`` the manifest by id (for the frame rate).
+    """
+    from affectflow.faces.masking import REGIONS
+
+    if not s.mask_augment:
+        return []
+    if s.task != "au":
+        raise ValueError(f"mask_augment (paper 004's face-masked copies) is for task au, not {s.task!r}")
+    layouts = masked_shards if masked_shards is not None else masked_shard_layouts(shard_paths, s.mask_augment)
+    missing = sorted(set(s.mask_augment) - set(layouts))
+    if missing:
+        raise ValueError(f"mask_augment names region(s) {missing} but masked_shards has only {sorted(layouts)}")
+    copies = []
+    for region in (r for r in REGIONS if r in s.mask_augment):
+        sequences, times, masked_dims = load_timed(layouts[region])
+        if masked_dims != dims:
+            raise ValueError(f"mask_augment.{region}: feature widths {masked_dims} differ from the run's {dims}")
+        for i in train_ids:
+            x = sequences.get(i)
+            if x is None or not len(x) or i not in labels_of:
+                continue
+            if x.shape[1] != width:
+                raise ValueError(f"mask_augment.{region}: track {i} has {x.shape[1]} features, the run {width}")
+            y = mask_copy_labels(frame_targets(times[i], float(by_id.at[i, "fps"]), *labels_of[i]), targets, region)
+            if y is not None:
+                copies.append((region, i, ((x - mean) / std).astype(np.float32, copy=False), y))
+        log.info("mask_augment.%s: %d of %d training tracks copied", region,
+                 sum(c[0] == region for c in copies), len(train_ids))
+    return copies

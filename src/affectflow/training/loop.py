@@ -1,0 +1,282 @@
+"""The training loop of one model: :class:`Trainer` (batches, one optimiser step, checkpoint state),
+:func:`fit` (epochs, schedules, early stopping, resume) and :func:`predict` (whole sequences or
+windows of them).
+
+``fit`` is generic: clip- or frame-level targets, masks, segments, hidden-state carry, Adam/AdamW,
+plateau/cosine/step schedules, early stopping, gradient clipping, AMP on GPU, seeded, resumable
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from affectflow.models import create_model
+from affectflow.training import checkpoints
+from affectflow.training.batching import length_batches, pad, padding_fraction, random_batches, segments
+from affectflow.training.losses import create_loss
+from affectflow.training.schedules import Schedule, create_optimizer
+from affectflow.training.sequences import Example
+from affectflow.training.settings import FRAME_TASKS, TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(RuntimeError):
+    """Raised by a callback to stop training (as a kill would); the last checkpoint remains."""
+
+
+def _segment_examples(examples: list[Example], length: int, stride: int) -> list[Example]:
+    """Each example cut into windows of ``length`` steps every ``stride`` steps."""
+    out = []
+    for ex in examples:
+        for start, end in segments(len(ex.x), length, stride):
+            out.append(Example(ex.x[start:end], ex.y[start:end], ex.valid[start:end]))
+    return out
+
+
+def collate(batch: list[Example], device: str, per_frame: bool):
+    """One batch on ``device``: padded features, their step mask, targets and the valid-target mask
+    (per frame: also False on padded steps)."""
+    x, mask = pad([e.x for e in batch])
+    if per_frame:
+        y, _ = pad([e.y for e in batch])
+        valid, _ = pad([e.valid for e in batch], value=False)
+        valid = valid & mask.unsqueeze(-1)
+    else:
+        y, valid = torch.stack([e.y for e in batch]), torch.stack([e.valid for e in batch])
+    return x.to(device), mask.to(device), y.to(device), valid.to(device)
+
+
+class Trainer:
+    """The training loop of one model; see :func:`fit`."""
+
+    def __init__(self, settings: TrainSettings, *, input_dim: int, output_dim: int, device: str = "cpu") -> None:
+        self.settings = settings
+        self.device = device
+        torch.manual_seed(settings.seed)
+        self.model = create_model(settings.model, input_dim=input_dim, output_dim=output_dim,
+                                  **settings.model_params).to(device)
+        self.per_frame = bool(getattr(self.model, "per_frame", False))
+        if self.per_frame != (settings.task in FRAME_TASKS):
+            raise ValueError(f"task {settings.task!r} needs a model with per_frame="
+                             f"{settings.task in FRAME_TASKS} (model_params.per_frame)")
+        self.loss_fn = create_loss(settings.loss, **settings.loss_params)
+        self.optimizer = create_optimizer(settings.optimizer, self.model.parameters(), lr=settings.lr,
+                                          weight_decay=settings.weight_decay)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.amp = settings.amp and device.startswith("cuda")
+        self.carry = settings.carry_state and self.per_frame and settings.segment_length > 0
+        if self.carry and not getattr(self.model, "carries_state", False):
+            raise ValueError(f"carry_state needs a model ending in an LSTM/GRU, not {settings.model!r}")
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def units(self, examples: list[Example]) -> list[Example]:
+        """What a batch is made of: whole sequences, or segments of them (frame tasks)."""
+        s = self.settings
+        if self.per_frame and s.segment_length and not self.carry:
+            return _segment_examples(examples, s.segment_length, s.segment_stride or s.segment_length)
+        return examples
+
+    def batches(self, units: list[Example]) -> list[list[int]]:
+        """One epoch's batches of unit indices: length-bucketed or plain shuffled, from the seeded generator."""
+        lengths = [len(u.x) for u in units]
+        if self.settings.batching == "bucket":
+            return length_batches(lengths, self.settings.batch_size, generator=self.generator)
+        return random_batches(len(units), self.settings.batch_size, generator=self.generator)
+
+    # -- one step --------------------------------------------------------------------------------
+
+    def _forward(self, x, mask, state=None):
+        # bf16 autocast on the model's own device type: on by default on CUDA only (self.amp); the
+        # same path runs on CPU when a test switches it on there
+        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.amp):
+            if state is not None or self.carry:
+                return self.model(x, mask, state=state, return_state=True)
+            return self.model(x, mask), None
+
+    def _step(self, loss: torch.Tensor, where: str) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at {where}; no step taken")
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+
+    def train_batch(self, batch: list[Example], where: str) -> tuple[float, int]:
+        """One optimiser step (or one per segment window when carrying state); (loss sum, count)."""
+        x, mask, y, valid = collate(batch, self.device, self.per_frame)
+        if not self.carry:
+            pred, _ = self._forward(x, mask)
+            loss = self.loss_fn(pred.float(), y, valid)
+            self._step(loss, where)
+            return loss.item() * len(batch), len(batch)
+        # Truncated back-propagation through consecutive segments: the state crosses segment
+        # borders (detached), so the model sees the whole video's past.
+        length = self.settings.segment_length
+        state, total, count = None, 0.0, 0
+        for start in range(0, x.shape[1], length):
+            m = mask[:, start : start + length]
+            alive = m.any(1)
+            if not alive.any():
+                break
+            pred, state = self._forward(x[:, start : start + length], m, state)
+            loss = self.loss_fn(pred.float(), y[:, start : start + length], valid[:, start : start + length])
+            self._step(loss, where)
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            total, count = total + loss.item(), count + 1
+        return total, count
+
+    @torch.no_grad()
+    def evaluate_loss(self, units: list[Example]) -> float:
+        """Mean loss over ``units`` in eval mode."""
+        self.model.eval()
+        preds = predict(self.model, [u.x for u in units], settings=self.settings, device=self.device)
+        y = [u.y for u in units]
+        valid = [u.valid for u in units]
+        if self.per_frame:
+            p = torch.cat([torch.as_tensor(a) for a in preds])
+            return float(self.loss_fn(p, torch.cat(y), torch.cat(valid)))
+        return float(self.loss_fn(torch.as_tensor(np.stack(preds)), torch.stack(y), torch.stack(valid)))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def state(self, **extra) -> dict:
+        """Everything a resumed run needs (model, optimiser, both random generators), plus ``extra``."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(), **extra}
+
+    def restore(self, state: dict) -> None:
+        """Load what :meth:`state` saved."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def fit(settings: TrainSettings, train: list[Example], *, input_dim: int, output_dim: int,
+        val: list[Example] | None = None, device: str = "cpu", checkpoint: str | os.PathLike | None = None,
+        fingerprint: str = "", callback: Callable[[int, dict], None] | None = None):
+    """Train a model on ``train``; return ``(model, history)``.
+
+    The monitored value (validation loss when ``val`` is given, else the training loss) drives the
+    plateau schedule and early stopping; with early stopping the best epoch's weights are kept.
+    With ``checkpoint``, the state after every ``checkpoint_every`` epochs is saved there and a
+    matching checkpoint (same ``fingerprint``) found at start is resumed from: a run killed in
+    epoch e and started again ends with exactly the predictions of an uninterrupted run.
+    ``callback(epoch, history)`` runs after each epoch's checkpoint (raise to stop).
+    """
+    s = settings
+    trainer = Trainer(s, input_dim=input_dim, output_dim=output_dim, device=device)
+    units = trainer.units(train)
+    val_units = trainer.units(val) if val else None
+    if not units:
+        raise ValueError("no training sequences")
+    schedule = Schedule(s.scheduler, trainer.optimizer, epochs=s.epochs,
+                        steps_per_epoch=math.ceil(len(units) / s.batch_size), **dict(s.scheduler_params))
+    history = {"train_loss": [], "monitored": [], "lr": [], "padding_fraction": []}
+    best, best_epoch, best_state, start = math.inf, -1, None, 0
+    key = json.dumps({"settings": asdict(s), "fingerprint": fingerprint}, sort_keys=True, default=str)
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = checkpoints.load(checkpoint)
+        if saved.get("key") == key:
+            trainer.restore(saved)
+            schedule.load_state_dict(saved["schedule"])
+            history, best, best_epoch, start = saved["history"], saved["best"], saved["best_epoch"], saved["epoch"]
+            best_state = saved.get("best_state")
+            log.info("resumed from %s after epoch %d", checkpoint, start)
+        else:
+            log.info("ignoring %s: written for other settings or data", checkpoint)
+
+    for epoch in range(start, s.epochs):
+        if s.early_stopping and epoch - best_epoch > s.early_stopping and best_epoch >= 0:
+            log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
+            break
+        trainer.model.train()
+        batches = trainer.batches(units)
+        history["padding_fraction"].append(padding_fraction(batches, [len(u.x) for u in units]))
+        total, count = 0.0, 0
+        for b, batch in enumerate(batches):
+            loss_sum, n = trainer.train_batch([units[i] for i in batch], f"epoch {epoch} batch {b}")
+            total, count = total + loss_sum, count + n
+            schedule.batch_end()
+        train_loss = total / max(count, 1)
+        monitored = trainer.evaluate_loss(val_units) if val_units else train_loss
+        history["train_loss"].append(train_loss)
+        history["monitored"].append(monitored)
+        history["lr"].append(trainer.optimizer.param_groups[0]["lr"])
+        schedule.epoch_end(monitored)
+        if monitored < best:
+            best, best_epoch = monitored, epoch
+            if s.early_stopping:
+                best_state = copy.deepcopy(trainer.model.state_dict())
+        if checkpoint is not None and ((epoch + 1) % max(1, s.checkpoint_every) == 0 or epoch + 1 == s.epochs):
+            checkpoints.save(checkpoint, trainer.state(
+                key=key, schedule=schedule.state_dict(), history=history, best=best, best_epoch=best_epoch,
+                epoch=epoch + 1, best_state=best_state))
+        if callback is not None:
+            callback(epoch, history)
+    if s.early_stopping and best_state is not None:
+        trainer.model.load_state_dict(best_state)
+    history["best_epoch"] = best_epoch
+    history["epochs_run"] = len(history["train_loss"])
+    trainer.model.eval()
+    return trainer.model, history
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, xs: list[torch.Tensor], *, settings: TrainSettings,
+            device: str = "cpu") -> list[np.ndarray]:
+    """Predictions for each (T, D) sequence: (K,) for clip models, (T, K) for per-frame models.
+
+    Per-frame models with ``segment_length`` predict window by window: carrying the hidden state
+    across consecutive windows (``carry_state``) or averaging overlapping windows.
+    """
+    model.eval()
+    per_frame = bool(getattr(model, "per_frame", False))
+    out: list[np.ndarray | None] = [None] * len(xs)
+    order = length_batches([len(x) for x in xs], settings.batch_size, shuffle=False)
+    length = settings.segment_length if per_frame else 0
+    for batch in order:
+        x, mask = pad([torch.as_tensor(xs[i]) for i in batch])
+        x, mask = x.to(device), mask.to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=settings.amp and str(device).startswith("cuda")):
+            if not length:
+                y = model(x, mask).float()
+            elif settings.carry_state:
+                pieces, state = [], None
+                for start in range(0, x.shape[1], length):
+                    piece, state = model(x[:, start : start + length], mask[:, start : start + length],
+                                         state=state, return_state=True)
+                    pieces.append(piece.float())
+                y = torch.cat(pieces, dim=1)
+            else:
+                y = _windowed(model, x, mask, length, settings.segment_stride or length)
+        for row, i in enumerate(batch):
+            out[i] = y[row, : len(xs[i])].cpu().numpy() if per_frame else y[row].cpu().numpy()
+    return out
+
+
+def _windowed(model, x, mask, length, stride):
+    """Per-frame predictions from overlapping windows, each frame the mean of the windows covering it."""
+    total = None
+    counts = torch.zeros(x.shape[:2], device=x.device)
+    for start, end in segments(x.shape[1], length, stride):
+        piece = model(x[:, start:end], mask[:, start:end]).float()
+        if total is None:
+            total = torch.zeros(*x.shape[:2], piece.shape[-1], device=x.device)
+        total[:, start:end] += piece
+        counts[:, start:end] += 1
+    return total / counts.clamp_min(1).unsqueeze(-1)

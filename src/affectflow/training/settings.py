@@ -1,0 +1,82 @@
+"""The hyper-parameters of one run (:class:`TrainSettings`) and how a config run becomes them.
+
+Torch-free, so that the workflow's start-up checks (:mod:`affectflow.config.runs`) can build and
+check every run's settings without loading torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from affectflow.training.recipes import resolve_run
+
+CLIP_TASKS = ("clip", "emi", "eri")
+FRAME_TASKS = ("va", "au")
+#: Keys of a config run that say what the run reads (its features, its branches), not how it trains.
+NON_TRAINING_KEYS = ("backbone", "fuse_with", "init_branches", "freeze_branches")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one run (one model on one feature set); every key but ``model`` is optional."""
+
+    model: str
+    model_params: dict = field(default_factory=dict)
+    epochs: int = 80
+    lr: float = 0.002
+    batch_size: int = 16
+    max_steps: int = 64  # clip tasks: longer clips are subsampled uniformly to this many steps
+    seed: int = 0
+    task: str = "clip"  # clip (EMI, ERI) or per frame: va, au
+    loss: str = "mse"
+    loss_params: dict = field(default_factory=dict)
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    scheduler_params: dict = field(default_factory=dict)
+    early_stopping: int = 0  # patience in epochs; 0: off
+    val_fraction: float = 0.0  # share of training clips held out to monitor (else the train loss)
+    grad_clip: float = 0.0  # max gradient norm; 0: off
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    batching: str = "bucket"  # bucket (similar lengths) or random
+    device: str = "auto"
+    segment_length: int = 0  # frame tasks: train and predict on windows of this many frames
+    segment_stride: int = 0
+    carry_state: bool = False  # LSTM/GRU: carry the hidden state across consecutive segments (Liu et al. 2023, 003)
+    fold_scheme: str = "manifest"  # manifest, official, grouped, trainval5, train5_val, train5_val2, mix
+    checkpoint_every: int = 1  # epochs between resumable checkpoints
+    # task au (Deng et al. 2023, 004): {region: features key of the run's backbone with that face
+    # half masked}; training tracks get masked copies, see affectflow.training.augment.mask_copy_labels
+    mask_augment: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in CLIP_TASKS + FRAME_TASKS:
+            raise ValueError(f"task {self.task!r}; known: {', '.join(CLIP_TASKS + FRAME_TASKS)}")
+        _check_mask_augment(self.mask_augment)
+        if self.batching not in ("bucket", "random"):
+            raise ValueError(f"batching {self.batching!r}; known: bucket, random")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+
+
+def _check_mask_augment(mask_augment) -> None:
+    """The shape of ``mask_augment``: face regions to non-empty features keys."""
+    from affectflow.faces.masking import REGIONS  # loads OpenCV: on first use, not with this module
+
+    if not isinstance(mask_augment, dict) or set(mask_augment) - set(REGIONS) \
+            or not all(isinstance(v, str) and v for v in mask_augment.values()):
+        raise ValueError(f"mask_augment {mask_augment!r}: expected {{upper: <features key>, lower: <features key>}} "
+                         "(either or both), each the run's backbone with that mask")
+
+
+def settings_from_run(run: dict, *, seed: int = 0) -> TrainSettings:
+    """TrainSettings from a config run (its recipe underneath); ``backbone`` is not a setting."""
+    resolved = resolve_run(run)
+    for key in NON_TRAINING_KEYS:
+        resolved.pop(key, None)
+    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    unknown = sorted(set(resolved) - known)
+    if unknown:
+        raise ValueError(f"unknown run setting(s) {unknown}; known: {', '.join(sorted(known))}")
+    return TrainSettings(**{**resolved, "seed": resolved.get("seed", seed)})

@@ -1,0 +1,78 @@
+"""The real Snakemake CLI for the tests of test_recipes.py (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from test_recipes import (  # noqa: F401  (helpers and fixtures shared with the unit tests)
+    RECIPES,
+    build_fixture,
+    load,
+)
+
+from affectflow.data import read_manifest
+from affectflow.submission import expected_rows, validate_submission
+from affectflow.tasks import task_spec
+from affectflow.testing.recipes import tiny_recipe_config
+
+from conftest import run_snakemake
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
+    config = load(name)
+    task = task_spec(config["dataset"]["task"])
+    data, options = build_fixture(task.name, tmp_path / "data")
+    tiny = tiny_recipe_config(config, data_root=data, weights_dir=tmp_path / "weights", name=f"tiny_{name}",
+                              dataset_options=options)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(tiny, sort_keys=False))
+    work = tmp_path / "work"
+    # the default target: submission, data-quality report and the report's figures
+    run_snakemake(work, "--cores", "2", "--configfile", str(configfile))
+
+    submission = pd.read_csv(work / tiny["submission"], dtype={task.submission_key: str})
+    assert list(submission.columns) == [task.submission_key, *task.targets]
+    # what must be listed, read here from the fixture's own files (not through the readers)
+    if task.name == "emi":
+        labelled = (set(pd.read_csv(data / "train_split.csv")["Filename"])
+                    | set(pd.read_csv(data / "valid_split.csv")["Filename"]))
+        expected = sorted(str(int(p.stem)) for p in (data / "raw").glob("*.mp4") if int(p.stem) not in labelled)
+        assert sorted(submission[task.submission_key], key=int) == sorted(expected, key=int)
+    elif task.name == "eri":
+        info = pd.read_csv(data / "data_info.csv", dtype={"File_ID": str})
+        assert sorted(submission[task.submission_key]) == sorted(info.loc[info["Split"] == "Test", "File_ID"])
+    else:
+        sample = pd.read_csv(options["sample_file"])
+        assert submission[task.submission_key].tolist() == sample["image_location"].tolist()
+    values = submission[list(task.targets)].to_numpy(float)
+    assert not pd.isna(values).any()
+    assert ((values >= task.low) & (values <= task.high)).all()
+    if task.binary:
+        assert set(pd.unique(values.ravel())) <= {0.0, 1.0}
+    # the validator accepts it too, against the manifest the workflow wrote
+    results = work / "results" / f"tiny_{name}"
+    manifest = read_manifest(results / "manifest.tsv")
+    from affectflow.data.affwild2 import read_sample_frames
+
+    sample_frames = read_sample_frames(options["sample_file"]) if "sample_file" in options else None
+    expected = expected_rows(task, manifest, sample_frames=sample_frames)
+    assert validate_submission(work / tiny["submission"], task, expected) == len(submission)
+    # the ensemble wrote its members, weights summing to 1 per target, and its OOF score
+    ensemble = results / "ensemble" / tiny["ensemble"]["name"]
+    members = json.loads((ensemble / "members.json").read_text())
+    for _target, weights in members["weights"].items():
+        assert set(weights) <= set(tiny["ensemble"]["members"])
+        assert sum(weights.values()) == pytest.approx(1.0)
+    score = json.loads((ensemble / "score.json").read_text())
+    assert score["metric"] == task.metric and set(score["oof"]["per_target"]) == set(task.targets)
+    # the report's figures exist for every run of the recipe, whatever the task
+    report = results / "report"
+    assert (report / "scores.svg").stat().st_size > 0
+    for run in tiny["train"]["runs"]:
+        assert (report / "learning_curves" / f"{run}.svg").stat().st_size > 0
+        assert (report / "oof" / f"run-{run}.svg").stat().st_size > 0
+
