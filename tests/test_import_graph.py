@@ -91,10 +91,15 @@ def test_registries_are_leaves():
 def test_the_start_up_modules_import_no_torch():
     # What the workflow's DAG build imports (workflow/rules/common.smk): no torch, so the DAG is
     # built in seconds and without a GPU stack.
-    code = ("import sys, affectflow.config, affectflow.config.names, affectflow.config.runs, "
+    # Calling the checks too: a lazy torch import inside one of them would count.
+    code = ("import sys, yaml, affectflow.config, affectflow.config.names, affectflow.config.runs as runs, "
             "affectflow.config.faces, affectflow.config.resources; "
             "from affectflow.config.names import registered; "
             "[registered(f) for f in ('detectors', 'backbones', 'models', 'ensemblers')]; "
+            "c = yaml.safe_load(open('config/recipes/au_deng2023.yaml')); "
+            "runs.check_runs(runs.without_branch_keys(c['train']), c['features']); "
+            "[runs.run_folds(r, 2) for r in c['train']['runs'].values()]; "
+            "runs.branch_model_paths({'init_branches': ['a', None]}, 'results/x/train', 0); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"

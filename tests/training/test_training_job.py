@@ -5,8 +5,6 @@ no torch."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -17,8 +15,6 @@ from affectflow.h5store import ShardWriter
 from affectflow.tasks import EMI_TARGETS, VA_TARGETS
 from affectflow.training.fold import train_fold, train_fold_job
 from affectflow.training.settings import TrainSettings
-
-from conftest import REPO
 
 OUTPUTS = ("oof.csv", "test.csv", "config.json", "metrics.json")
 
@@ -104,14 +100,3 @@ def test_the_runs_branch_models_must_match_its_init_branches(tmp_path):
     with pytest.raises(ValueError, match=r"init_branches names 2 run\(s\) \(v, a\) but 1 checkpoint"):
         train_fold_job(tmp_path / "manifest.tsv", [], 0, tmp_path / "x", task="emi", run=run, seed=0, k_folds=2,
                        branch_models=["r/v/fold0/model.pt"])
-
-
-def test_the_start_up_checks_import_no_torch():
-    code = ("import sys, affectflow.config.runs as runs, yaml; "
-            "c = yaml.safe_load(open('config/recipes/au_deng2023.yaml')); "
-            "runs.check_runs(runs.without_branch_keys(c['train']), c['features']); "
-            "[runs.run_folds(r, 2) for r in c['train']['runs'].values()]; "
-            "runs.branch_model_paths({'init_branches': ['a', None]}, 'results/x/train', 0); "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    assert out.stdout.strip() == "False"

@@ -33,8 +33,7 @@ import pandas as pd
 
 from affectflow.ensemble.errors import EnsembleError
 from affectflow.ensemble.methods import ENSEMBLERS, Ensembler, check_params, combine, tune_thresholds
-from affectflow.ensemble.tables import align, key_index, run_predictions, write_prediction_table
-from affectflow.keys import integer_column
+from affectflow.ensemble.tables import align, checked_table, key_index, run_predictions, write_prediction_table
 from affectflow.runtime.atomic import write_text_atomic
 from affectflow.scoring import MIN_SCORED_ROWS, read_truth, score_arrays
 from affectflow.tasks import TaskSpec, key_columns, task_spec
@@ -42,24 +41,6 @@ from affectflow.tasks import TaskSpec, key_columns, task_spec
 __all__ = ["build_ensemble", "build_ensemble_job"]
 
 log = logging.getLogger(__name__)
-
-
-def _truth_table(truth: pd.DataFrame, keys: list[str], targets: list[str]) -> pd.DataFrame:
-    """The truth's key columns (int64, unique) and targets."""
-    missing = [c for c in (*keys, *targets) if c not in truth.columns]
-    if missing:
-        raise EnsembleError(f"truth table: missing column(s) {missing} (expected {keys + targets})")
-    truth = truth[keys + targets].copy()
-    for col in keys:
-        # Keys must match the prediction tables' int64 keys exactly, or alignment silently misses.
-        try:
-            truth[col] = integer_column(truth[col], where="truth table", name=col)
-        except ValueError as exc:
-            raise EnsembleError(str(exc)) from None
-    if truth.duplicated(keys).any():
-        first = truth.loc[truth.duplicated(keys)].iloc[0]
-        raise EnsembleError(f"truth table: duplicate row for {{{', '.join(f'{c}: {int(first[c])}' for c in keys)}}}")
-    return truth
 
 
 def _fit_weights(
@@ -131,7 +112,7 @@ def build_ensemble(
         raise EnsembleError(f"thresholds=True needs a binary task (au), not {spec.name!r} ({spec.metric})")
     if not members:
         raise EnsembleError("build_ensemble: no members given")
-    truth = _truth_table(truth, keys, targets)
+    truth = checked_table(truth, keys, targets, where="truth table")
 
     names = list(members)
     oofs, tests = zip(*(run_predictions(members[n], spec) for n in names), strict=True)

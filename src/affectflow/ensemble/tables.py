@@ -36,13 +36,23 @@ def read_prediction_table(path: Path, keys: list[str], targets: list[str]) -> pd
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EnsembleError(f"{path}: cannot be read as CSV: {exc}") from exc
+    return checked_table(frame, keys, targets, where=str(path))
+
+
+def checked_table(frame: pd.DataFrame, keys: list[str], targets: list[str], *, where: str) -> pd.DataFrame:
+    """``frame``'s key columns (int64, unique) and targets (float64), checked.
+
+    A missing column, a key that is not an integer, a target that is not a number and a
+    duplicated key raise :class:`EnsembleError` naming ``where`` (a file, or "truth table") and
+    the line. Keys must match exactly across tables, or alignment silently misses rows.
+    """
     missing = [c for c in (*keys, *targets) if c not in frame.columns]
     if missing:
-        raise EnsembleError(f"{path}: missing column(s) {missing} (expected {keys + targets})")
+        raise EnsembleError(f"{where}: missing column(s) {missing} (expected {keys + targets})")
     frame = frame[keys + targets].copy()
     for col in keys:
         try:
-            frame[col] = integer_column(frame[col], where=str(path), name=col)
+            frame[col] = integer_column(frame[col], where=where, name=col)
         except ValueError as exc:
             raise EnsembleError(str(exc)) from None
     for col in targets:
@@ -50,13 +60,13 @@ def read_prediction_table(path: Path, keys: list[str], targets: list[str]) -> pd
         bad = numeric.isna() & frame[col].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise EnsembleError(f"{path}: line {row + 2}: {col} {frame[col].iloc[row]!r} is not a number")
+            raise EnsembleError(f"{where}: line {row + 2}: {col} {frame[col].iloc[row]!r} is not a number")
         frame[col] = numeric.astype("float64")
     dup = frame.duplicated(keys)
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         key = tuple(int(frame[c].iloc[row]) for c in keys)
-        raise EnsembleError(f"{path}: line {row + 2}: duplicate row for {dict(zip(keys, key, strict=True))}")
+        raise EnsembleError(f"{where}: line {row + 2}: duplicate row for {dict(zip(keys, key, strict=True))}")
     return frame
 
 
