@@ -104,20 +104,28 @@ def run_feature_shards(wildcards):
     )
 
 
+def fold_count(run):
+    """A run's number of folds; its fold_scheme (affectflow.data.folds) may fix it."""
+    return run_folds(RUNS[run], K_FOLDS)
+
+
 def fold_dirs(run):
-    """A run's fold directories; its fold_scheme (affectflow.data.folds) may fix their number."""
-    return [
-        f"{RESULTS}/train/{run}/fold{k}" for k in range(run_folds(RUNS[run], K_FOLDS))
-    ]
+    """A run's fold directories."""
+    return [f"{RESULTS}/train/{run}/fold{k}" for k in range(fold_count(run))]
+
+
+def fold_files(pattern, run):
+    """One of the train rule's outputs (e.g. rules.train.output.oof) for every fold of a run."""
+    return expand(pattern, run=run, k=range(fold_count(run)))
 
 
 def ensemble_folds():
     """The fold predictions (OOF and test) of every ensemble member."""
     return [
-        f"{d}/{name}"
+        path
         for run in ENSEMBLE["members"]
-        for d in fold_dirs(run)
-        for name in ("oof.csv", "test.csv")
+        for pattern in (rules.train.output.oof, rules.train.output.test)
+        for path in fold_files(pattern, run)
     ]
 
 

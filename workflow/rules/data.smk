@@ -5,8 +5,8 @@ if "demo" in DATASET:
 
     rule demo_dataset:
         output:
-            train=f"{ROOT}/train_split.csv",
-            valid=f"{ROOT}/valid_split.csv",
+            # the Hume-Vidmimic2 split files, as the EMI reader lists them
+            splits=organiser_files("emi", ROOT),
             raw=directory(f"{ROOT}/raw"),
             ground_truth=DATASET.get("ground_truth", f"{RESULTS}/test_ground_truth.csv"),
             properties=f"{RESULTS}/demo_properties.tsv",

@@ -48,13 +48,7 @@ rule qc_report:
 rule report_scores:
     input:
         truth=truth_table(),
-        runs=[
-            path
-            for run in RUNS
-            for path in expand(
-                rules.train.output.oof, run=run, k=range(len(fold_dirs(run)))
-            )
-        ],
+        runs=[path for run in RUNS for path in fold_files(rules.train.output.oof, run)],
         # the configured ensemble, then the compared methods; each named by its directory
         ensembles=[
             rules.ensemble.output.oof,
@@ -83,10 +77,7 @@ rule report_scores:
         "../../envs/affectflow.yaml"
     params:
         task=TASK.name,
-        runs={
-            run: expand(rules.train.output.oof, run=run, k=range(len(fold_dirs(run))))
-            for run in RUNS
-        },
+        runs={run: fold_files(rules.train.output.oof, run) for run in RUNS},
     script:
         "../scripts/report_scores.py"
 
@@ -94,11 +85,7 @@ rule report_scores:
 rule report_oof_run:
     input:
         truth=truth_table(),
-        predictions=lambda wildcards: expand(
-            rules.train.output.oof,
-            run=wildcards.run,
-            k=range(len(fold_dirs(wildcards.run))),
-        ),
+        predictions=lambda wildcards: fold_files(rules.train.output.oof, wildcards.run),
     output:
         svg=report(
             f"{RESULTS}/report/oof/run-{{run}}.svg",
@@ -149,11 +136,7 @@ rule report_oof_ensemble:
 
 rule report_learning_curves:
     input:
-        metrics=lambda wildcards: expand(
-            rules.train.output.metrics,
-            run=wildcards.run,
-            k=range(len(fold_dirs(wildcards.run))),
-        ),
+        metrics=lambda wildcards: fold_files(rules.train.output.metrics, wildcards.run),
     output:
         svg=report(
             f"{RESULTS}/report/learning_curves/{{run}}.svg",

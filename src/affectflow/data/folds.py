@@ -12,11 +12,11 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["FOLD_SCHEMES", "TEST_FOLD", "TRAIN_ONLY", "assign_folds", "make_folds", "n_folds"]
+__all__ = ["FOLD_SCHEMES", "LABELLED_SPLITS", "TEST_FOLD", "TRAIN_ONLY", "assign_folds", "make_folds", "n_folds"]
 
 TEST_FOLD = -1  # fold value of test clips, which take part in no fold
 TRAIN_ONLY = -2  # fold value of labelled clips that every fold trains on and none validates on
-_LABELLED_SPLITS = ("train", "val")
+LABELLED_SPLITS = ("train", "val")  # splits whose clips carry labels and take part in folds
 
 
 def assign_folds(manifest: pd.DataFrame, k: int, *, seed: int) -> pd.DataFrame:
@@ -39,14 +39,14 @@ def assign_folds(manifest: pd.DataFrame, k: int, *, seed: int) -> pd.DataFrame:
     for col in ("id", "split", "subject"):
         if col not in manifest.columns:
             raise ValueError(f"manifest has no {col!r} column (columns: {list(manifest.columns)})")
-    bad = sorted(set(manifest["split"]) - {*_LABELLED_SPLITS, "test"}, key=str)
+    bad = sorted(set(manifest["split"]) - {*LABELLED_SPLITS, "test"}, key=str)
     if bad:
         raise ValueError(f"unknown split value(s) {bad}; expected one of train, val, test")
 
     out = manifest.copy()
     # Work on row positions, not index labels, so a duplicated index cannot misplace rows.
     fold = np.full(len(out), TEST_FOLD, dtype=np.int64)
-    positions = np.flatnonzero(out["split"].isin(_LABELLED_SPLITS).to_numpy())
+    positions = np.flatnonzero(out["split"].isin(LABELLED_SPLITS).to_numpy())
 
     # Group key per clip; the tag keeps a subject named "12" apart from clip id 12.
     subjects = out["subject"].iloc[positions].fillna("").astype(str).str.strip()
