@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pandas as pd
 
-from affectflow.metrics import pearson_per_target
 from affectflow.runtime.atomic import write_text_atomic
-from affectflow.tasks import EMI_ID_COLUMN, EMI_TARGETS
+from affectflow.scoring import score_arrays
+from affectflow.tasks import task_spec
 
 
 def score_submission(
@@ -18,19 +17,20 @@ def score_submission(
 ) -> dict:
     """Mean Pearson (and per target) of an EMI submission on the ids of the ground truth.
 
-    Every ground-truth id must be in the submission; an id missing is an error naming it.
+    Every ground-truth id must be in the submission; an id missing is an error naming it. The
+    score is :func:`affectflow.scoring.score_arrays`' (per target, on the clips labelled and
+    predicted); ``clips`` counts the clips scored.
     """
-    submission = pd.read_csv(submission_csv).set_index(EMI_ID_COLUMN)
-    truth = pd.read_csv(ground_truth_csv).set_index(EMI_ID_COLUMN)
+    spec = task_spec("emi")
+    submission = pd.read_csv(submission_csv).set_index(spec.submission_key)
+    truth = pd.read_csv(ground_truth_csv).set_index(spec.submission_key)
     missing = truth.index.difference(submission.index)
     if len(missing):
         raise ValueError(f"{submission_csv}: {len(missing)} ground-truth ids missing, e.g. {list(missing[:10])}")
-    targets = list(EMI_TARGETS)
-    per_target = pearson_per_target(
-        truth[targets].to_numpy(), submission.loc[truth.index, targets].to_numpy(), targets
-    )
-    score = {"clips": len(truth), "mean_pearson": float(np.mean(list(per_target.values()))),
-             "per_target": per_target}
+    targets = list(spec.targets)
+    result = score_arrays(spec.metric, truth[targets].to_numpy(), submission.loc[truth.index, targets].to_numpy(),
+                          targets)
+    score = {"clips": result["rows"], "mean_pearson": result["mean"], "per_target": result["per_target"]}
     if out_json is not None:
         write_text_atomic(out_json, json.dumps(score, indent=2))
     return score

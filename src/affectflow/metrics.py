@@ -8,21 +8,28 @@ report a score the challenge's evaluation would not give.
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
+    "AU_THRESHOLD",
     "UndefinedMetricWarning",
     "ccc",
     "ccc_per_target",
     "f1_per_au",
     "mean_f1",
+    "mean_over_targets",
     "mean_pearson",
     "pearson_per_target",
     "score_task",
 ]
+
+
+#: An action unit is predicted present where its probability is at least this (the challenge's F1 rule).
+AU_THRESHOLD = 0.5
 
 
 class UndefinedMetricWarning(RuntimeWarning):
@@ -63,6 +70,12 @@ def _as_matrix(y_true, y_pred, target_names: Sequence[str], *, pred_name: str = 
     return t, p, names
 
 
+def mean_over_targets(per_target: Mapping[str, float]) -> float:
+    """The plain mean of per-target scores: NaN when any target is (and when there is none)."""
+    values = list(per_target.values())
+    return float(np.mean(values)) if values else math.nan
+
+
 def pearson_per_target(y_true, y_pred, target_names: Sequence[str]) -> dict[str, float]:
     """Pearson correlation between truth and prediction for each column, keyed by target name.
 
@@ -86,7 +99,7 @@ def pearson_per_target(y_true, y_pred, target_names: Sequence[str]) -> dict[str,
 
 def mean_pearson(y_true, y_pred, target_names: Sequence[str]) -> float:
     """Plain mean over targets of :func:`pearson_per_target` (NaN if any target is NaN)."""
-    return float(np.mean(list(pearson_per_target(y_true, y_pred, target_names).values())))
+    return mean_over_targets(pearson_per_target(y_true, y_pred, target_names))
 
 
 def _ccc_1d(t: np.ndarray, p: np.ndarray, name: str) -> float:
@@ -130,7 +143,7 @@ def ccc_per_target(y_true, y_pred, target_names: Sequence[str]) -> dict[str, flo
 
 
 def f1_per_au(
-    y_true, y_prob, target_names: Sequence[str], *, threshold: float = 0.5
+    y_true, y_prob, target_names: Sequence[str], *, threshold: float = AU_THRESHOLD
 ) -> dict[str, float]:
     """Binary F1 per action unit, predicting positive where ``y_prob >= threshold``.
 
@@ -160,22 +173,21 @@ def f1_per_au(
     return out
 
 
-def mean_f1(y_true, y_prob, target_names: Sequence[str], *, threshold: float = 0.5) -> float:
+def mean_f1(y_true, y_prob, target_names: Sequence[str], *, threshold: float = AU_THRESHOLD) -> float:
     """Plain mean over AUs of :func:`f1_per_au` (NaN if any AU is NaN)."""
-    return float(
-        np.mean(list(f1_per_au(y_true, y_prob, target_names, threshold=threshold).values()))
-    )
+    return mean_over_targets(f1_per_au(y_true, y_prob, target_names, threshold=threshold))
 
 
 def score_task(metric: str, y_true, y_pred, target_names: Sequence[str]) -> dict:
     """The challenge score of one task: ``{"per_target": {...}, "mean": float, "metric": metric}``.
 
     ``metric`` is a :class:`affectflow.tasks.TaskSpec` metric: ``pearson`` (EMI, ERI), ``ccc``
-    (VA) or ``f1`` (AU, predictions binarised at 0.5). The mean is the plain mean over targets
-    (NaN when any target is undefined, as the challenge's evaluation would have it).
+    (VA) or ``f1`` (AU, predictions binarised at :data:`AU_THRESHOLD`). The mean is
+    :func:`mean_over_targets` (NaN when any target is undefined, as the challenge's evaluation
+    would have it).
     """
     per_target_of = {"pearson": pearson_per_target, "ccc": ccc_per_target, "f1": f1_per_au}
     if metric not in per_target_of:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(per_target_of)}")
     per_target = per_target_of[metric](y_true, y_pred, target_names)
-    return {"metric": metric, "per_target": per_target, "mean": float(np.mean(list(per_target.values())))}
+    return {"metric": metric, "per_target": per_target, "mean": mean_over_targets(per_target)}

@@ -1,16 +1,22 @@
-"""One truth, one scorer: which labelled rows count and how a prediction table is scored.
-
-Training (its out-of-fold score), the ensemble (fitting and its OOF score) and the report
-(score tables and figures) all call this module, so the same predictions get the same score
-everywhere.
+"""One truth, one scorer: which labelled rows count and how predictions are scored.
 
 - **Which truth rows count** (:func:`read_truth`): a row whose targets are labelled for at least
   one target. A row labelled for some targets only (e.g. an annotation with a missing value)
-  counts for those targets.
-- **How a table is scored** (:func:`score_arrays`): per target, on the rows where that target's
-  truth and prediction are both finite, with the task's metric (:func:`affectflow.metrics.score_task`);
-  a target with fewer than :data:`MIN_SCORED_ROWS` such rows is NaN. The mean over targets is the
-  plain mean, NaN when any target is (as the challenge's evaluation would have it).
+  counts for those targets. The ensemble and the report read their truth with it.
+- **How predictions are scored** (:func:`score_arrays`): per target, on the rows where that
+  target's truth and prediction are both finite, with the task's metric
+  (:func:`affectflow.metrics.score_task`); a target with fewer than :data:`MIN_SCORED_ROWS` such
+  rows is NaN. The mean over targets is :func:`~affectflow.metrics.mean_over_targets`: the plain
+  mean, NaN when any target is (as the challenge's evaluation would have it).
+- **Which rows of a prediction table are scored** (:func:`scored_rows`): the truth's rows matched
+  on the task's keys, kept when some target has both a label and a prediction;
+  :func:`score_predictions` scores them, the report draws them.
+
+Every score goes through :func:`score_arrays`, so the same predictions get the same score
+everywhere: training scores its out-of-fold predictions with it (against the labels it loads
+itself, from the same manifest and frame label table), the ensemble its fit and its members,
+the report (:func:`score_predictions`) runs and ensembles, and :mod:`affectflow.evaluate` a
+submission against held-out labels.
 """
 
 from __future__ import annotations
@@ -23,11 +29,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.keys import integer_column
-from affectflow.metrics import score_task
+from affectflow.keys import checked_table
+from affectflow.metrics import mean_over_targets, score_task
 from affectflow.tasks import TaskSpec, key_columns
 
-__all__ = ["MIN_SCORED_ROWS", "read_truth", "score_arrays", "score_predictions"]
+__all__ = [
+    "MIN_SCORED_ROWS",
+    "mean_over_targets",
+    "read_truth",
+    "score_arrays",
+    "score_predictions",
+    "scored_cells",
+    "scored_rows",
+]
 
 #: Fewer rows than this leave a target's score undefined (NaN): a correlation needs two points.
 MIN_SCORED_ROWS = 2
@@ -36,29 +50,28 @@ MIN_SCORED_ROWS = 2
 def read_truth(path: str | os.PathLike, spec: TaskSpec) -> pd.DataFrame:
     """The labelled rows of a task's truth table: key columns, then targets (NaN: not labelled).
 
-    ``path`` is the manifest (``manifest.tsv``, clip tasks) or the frame label table
-    (``frame_labels.csv.gz``, per-frame tasks). A row is kept when at least one target is
-    labelled; a missing column fails naming the file.
+    ``path`` is the manifest (``manifest.tsv``, read with its own reader) for clip tasks and the
+    frame label table (``frame_labels.csv.gz``) for per-frame tasks (``spec.per_frame``). The
+    table is checked with :func:`affectflow.keys.checked_table` (a missing column, a key that is
+    not an integer, a target that is not a number or a duplicated key fails naming the file and
+    line); a row is kept when at least one target is labelled.
     """
     path = Path(path)
-    keys, targets = key_columns(spec), list(spec.targets)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: truth table not found")
-    if path.name.endswith(".tsv"):
+    if spec.per_frame:
+        table = pd.read_csv(path)
+    else:
         from affectflow.data import read_manifest  # the manifest's own reader restores its dtypes
 
         table = read_manifest(path)
-    else:
-        table = pd.read_csv(path)
-    missing = [c for c in keys + targets if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing} for task {spec.name!r} (expected {keys + targets}; "
-                         "per-frame tasks take their truth from frame_labels.csv.gz)")
-    values = table[targets].apply(pd.to_numeric, errors="coerce").astype("float64")
-    table = table[keys].join(values)[values.notna().any(axis=1)]
-    for key in keys:
-        table[key] = integer_column(table[key], where=str(path), name=key)
-    return table.reset_index(drop=True)
+    table = checked_table(table, key_columns(spec), spec.targets, where=str(path))
+    return table[table[list(spec.targets)].notna().any(axis=1)].reset_index(drop=True)
+
+
+def scored_cells(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Mask of the cells of aligned truth and prediction arrays that are scored: both finite."""
+    return np.isfinite(truth) & np.isfinite(pred)
 
 
 def score_arrays(metric: str, truth: np.ndarray, pred: np.ndarray, targets: Sequence[str]) -> dict:
@@ -72,7 +85,7 @@ def score_arrays(metric: str, truth: np.ndarray, pred: np.ndarray, targets: Sequ
     targets = list(targets)
     if truth.shape != pred.shape or truth.ndim != 2 or truth.shape[1] != len(targets):
         raise ValueError(f"truth {truth.shape} and predictions {pred.shape} must both be (N, {len(targets)})")
-    usable = np.isfinite(truth) & np.isfinite(pred)
+    usable = scored_cells(truth, pred)
     per_target = {}
     for k, target in enumerate(targets):
         rows = usable[:, k]
@@ -80,18 +93,32 @@ def score_arrays(metric: str, truth: np.ndarray, pred: np.ndarray, targets: Sequ
             per_target[target] = math.nan
             continue
         per_target[target] = score_task(metric, truth[rows, k:k + 1], pred[rows, k:k + 1], [target])["mean"]
-    mean = float(np.mean(list(per_target.values()))) if per_target else math.nan
-    return {"per_target": per_target, "mean": mean, "rows": int(usable.any(axis=1).sum())}
+    return {"per_target": per_target, "mean": mean_over_targets(per_target), "rows": int(usable.any(axis=1).sum())}
+
+
+def _joined_values(joined: pd.DataFrame, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``<target>_true`` and ``<target>_pred`` columns of a joined table as (N, K) arrays."""
+    return (joined[[f"{t}_true" for t in targets]].to_numpy(np.float64),
+            joined[[f"{t}_pred" for t in targets]].to_numpy(np.float64))
+
+
+def scored_rows(pred: pd.DataFrame, truth: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
+    """The rows of ``pred`` that are scored against ``truth`` (:func:`read_truth`'s table).
+
+    Rows are matched on the task's keys, in the truth's order, and kept when some target has both
+    a label and a prediction. Columns: the keys, then ``<target>_true`` and ``<target>_pred``.
+    """
+    keys, targets = key_columns(spec), list(spec.targets)
+    joined = truth[keys + targets].merge(pred[keys + targets], on=keys, suffixes=("_true", "_pred"))
+    return joined[scored_cells(*_joined_values(joined, targets)).any(axis=1)].reset_index(drop=True)
 
 
 def score_predictions(pred: pd.DataFrame, truth: pd.DataFrame, spec: TaskSpec) -> dict:
     """Score a prediction table (keys + targets) against :func:`read_truth`'s table.
 
-    Rows are matched on the task's keys; returns ``{"metric", "per_target", "mean", "n"}`` with
-    ``n`` the rows scored for at least one target.
+    Scores :func:`scored_rows` with :func:`score_arrays`; returns ``{"metric", "per_target",
+    "mean", "n"}`` with ``n`` the rows scored for at least one target.
     """
-    keys, targets = key_columns(spec), list(spec.targets)
-    joined = truth[keys + targets].merge(pred[keys + targets], on=keys, suffixes=("_true", "_pred"))
-    score = score_arrays(spec.metric, joined[[f"{t}_true" for t in targets]].to_numpy(np.float64),
-                         joined[[f"{t}_pred" for t in targets]].to_numpy(np.float64), targets)
+    targets = list(spec.targets)
+    score = score_arrays(spec.metric, *_joined_values(scored_rows(pred, truth, spec), targets), targets)
     return {"metric": spec.metric, "per_target": score["per_target"], "mean": score["mean"], "n": score["rows"]}

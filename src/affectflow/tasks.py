@@ -46,7 +46,7 @@ class TaskSpec:
     submission_key: str  # first column of the submission: Filename, File_ID or image_location
     low: float  # targets' range; clip values are clipped into it on submission
     high: float
-    metric: str  # "pearson" (mean over targets), "ccc" (mean) or "f1" (macro at 0.5)
+    metric: str  # "pearson" (mean over targets), "ccc" (mean) or "f1" (macro at affectflow.metrics.AU_THRESHOLD)
     invalid: float | None = None  # the organisers' code for a missing label (-5 VA, -1 AU)
 
     @property

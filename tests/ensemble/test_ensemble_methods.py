@@ -23,7 +23,9 @@ from affectflow.ensemble import (
     build_ensemble_job,
     combine,
     run_predictions,
+    tune_thresholds,
 )
+from affectflow.metrics import AU_THRESHOLD
 from affectflow.registry import UnknownNameError
 from affectflow.scoring import MIN_SCORED_ROWS, read_truth
 from affectflow.tasks import key_columns, task_spec
@@ -519,3 +521,26 @@ def test_workflow_script_runs_the_ensemble_job_of_the_rule(tmp_path):
     assert saved["method"] == "weighted" and saved["oof"]["rows"] == 20
     assert sorted(p.name for p in out.iterdir()) == ["members.json", "oof.csv", "score.json", "test.csv"]
     assert "OOF pearson" in (tmp_path / "ensemble.log").read_text()
+
+
+def test_tune_thresholds_scores_with_the_metrics_f1_ties_and_empty_columns_take_the_rule():
+    # brute force with scikit-learn's F1 on random columns with NaN rows and tied grid scores
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        n = int(rng.integers(5, 80))
+        y = rng.integers(0, 2, (n, 3)).astype(float)
+        p = np.round(rng.uniform(0, 1, (n, 3)), 1)  # coarse probabilities: many tied thresholds
+        y[rng.uniform(size=y.shape) < 0.2] = np.nan
+        p[rng.uniform(size=p.shape) < 0.1] = np.nan
+        chosen = tune_thresholds(y, p, ["a", "b", "c"])
+        for j, name in enumerate("abc"):
+            ok = np.isfinite(y[:, j]) & np.isfinite(p[:, j])
+            by_grid = {g: f1_score(y[ok, j], p[ok, j] >= g, zero_division=0) if ok.any() else 0.0
+                       for g in THRESHOLD_GRID}
+            best = max(by_grid.values())
+            closest = min((g for g, f in by_grid.items() if f == best), key=lambda g: (abs(g - AU_THRESHOLD), g))
+            assert chosen[name] == closest
+    # no usable row (a), F1 0 at every cut (b), F1 undefined at every cut (c): the challenge's threshold
+    y = np.array([[np.nan, 0.0, 0.0], [np.nan, 0.0, 0.0]])
+    p = np.array([[0.3, 0.99, 0.0], [0.7, 0.99, 0.01]])
+    assert tune_thresholds(y, p, ["a", "b", "c"]) == {"a": AU_THRESHOLD, "b": AU_THRESHOLD, "c": AU_THRESHOLD}

@@ -259,6 +259,15 @@ def test_bad_inputs_fail_naming_the_file(tmp_path, emi_experiment):
     bad.write_text("id," + ",".join(EMI_TARGETS) + f"\n1,{values}\nx,{values}\n")
     with pytest.raises(ValueError, match=r"oof_bad\.csv: line 3: id 'x' is not an integer"):
         read_predictions(bad, EMI)
+    # the one checked reader of prediction tables (affectflow.keys): text and a key twice fail too
+    bad.write_text("id," + ",".join(EMI_TARGETS) + f"\n1,{values}\n2,high,{values[4:]}\n")
+    with pytest.raises(ValueError, match=r"oof_bad\.csv: line 3: Admiration 'high' is not a number"):
+        read_predictions(bad, EMI)
+    bad.write_text("id," + ",".join(EMI_TARGETS) + f"\n1,{values}\n1,{values}\n")
+    with pytest.raises(ValueError, match=r"oof_bad\.csv: line 3: duplicate row for \{'id': 1\}"):
+        read_predictions(bad, EMI)
+    with pytest.raises(ValueError, match=r"none\.csv: prediction table not found"):
+        read_predictions(tmp_path / "none.csv", EMI)
     with pytest.raises(ValueError, match=r"manifest\.tsv: missing column"):
         read_truth(emi_experiment["manifest"], task_spec("eri"))
     metrics = tmp_path / "metrics.json"

@@ -10,6 +10,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
 from affectflow.metrics import (
+    AU_THRESHOLD,
     UndefinedMetricWarning,
     ccc,
     ccc_per_target,
@@ -154,3 +155,10 @@ def test_f1_undefined_au_is_nan_with_warning():
 def test_f1_rejects_non_binary_truth():
     with pytest.raises(ValueError, match="binary"):
         f1_per_au(np.array([[0.5], [1.0]]), np.array([[0.2], [0.9]]), ["AU1"])
+
+
+def test_the_challenge_au_threshold_is_half_and_inclusive():
+    # one constant (AU_THRESHOLD) is the F1 rule of the metric, the ensemble and the submission writer
+    assert AU_THRESHOLD == 0.5
+    t = np.array([[1], [0], [1]])
+    assert f1_per_au(t, np.array([[0.5], [0.4999], [0.7]]), ["AU1"]) == {"AU1": 1.0}

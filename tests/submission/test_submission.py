@@ -103,7 +103,7 @@ def test_unexpected_ids_raise(tmp_path):
 
 
 def test_duplicate_prediction_ids_raise(tmp_path):
-    with pytest.raises(SubmissionError, match=r"duplicate prediction key\(s\) \['id'\]: 5"):
+    with pytest.raises(SubmissionError, match=r"predictions: line 4: duplicate row for \{'id': 5\}"):
         write_submission(EMI, preds([5, 6, 5]), emi_expected([5, 6]), tmp_path / "p.csv", fallback=None)
 
 

@@ -17,13 +17,14 @@ import pandas as pd
 import pytest
 
 import affectflow.submission.validate as validation
-from affectflow.data import write_manifest
+from affectflow.data import write_frame_labels, write_manifest
 from affectflow.submission import (
     SubmissionError,
     expected_rows,
     training_fallback,
     validate_submission,
     write_submission,
+    write_task_submission,
 )
 from affectflow.tasks import task_spec
 
@@ -254,24 +255,43 @@ def test_nearest_frame_tie_takes_the_earlier_frame(tmp_path):
     assert summary["nearest_frame"] == 2 and summary["predicted"] == 2
 
 
+def frame_labels_through_the_data_stage(where: Path, task: str, annotation: pd.DataFrame) -> pd.DataFrame:
+    """The frame label table of ``annotation`` (video3's), as the submission rule reads it.
+
+    Written by the data stage (:func:`affectflow.data.write_frame_labels`) from an organisers'
+    annotation file, then read back with pandas as :func:`affectflow.submission.write_task_submission` does.
+    """
+    where.mkdir()
+    lines = [",".join(targets(task))]
+    lines += [",".join(f"{v:g}" for v in row) for row in annotation.to_numpy(float)]
+    write_lines(where / "video3.txt", lines)
+    manifest = frame_manifest()
+    manifest.loc[manifest["name"] == "video3", "labels"] = str(where / "video3.txt")
+    write_manifest(manifest, where / "manifest.tsv")
+    write_frame_labels(where / "manifest.tsv", task, where / "frame_labels.csv.gz")
+    return pd.read_csv(where / "frame_labels.csv.gz")
+
+
 @pytest.mark.parametrize("task", ["va", "au"])
 def test_track_without_predictions_takes_the_training_mean(tmp_path, task, caplog):
     spec = task_spec(task)
     manifest = frame_manifest()
     expected = expected_rows(spec, manifest)
     rng = np.random.default_rng(4)
-    labels = pd.DataFrame({"id": track_id("video3"), "frame": np.arange(1, 41)})
-    for t in targets(task):
-        labels[t] = rng.integers(0, 2, 40) if task == "au" else rng.uniform(-1, 1, 40)
+    raw = pd.DataFrame({t: rng.integers(0, 2, 40) if task == "au" else rng.integers(-1000, 1001, 40) / 1000
+                        for t in targets(task)})
     if task == "au":
-        labels.loc[:2, "AU1"] = -1  # the organisers' invalid code must not count
-        labels["AU12"] = [1] * 30 + [0] * 10  # positive rate 0.75 -> binarised to 1
+        raw.loc[:2, "AU1"] = -1  # the organisers' invalid code must not count
+        raw["AU12"] = [1] * 30 + [0] * 10  # positive rate 27/37 once the invalid frames are dropped -> 1
     else:
-        labels.loc[:2, "valence"] = -5.0
+        raw.loc[:2, "valence"] = -5.0
+    labels = frame_labels_through_the_data_stage(tmp_path / "data", task, raw)
+    # The invalid codes never reach training_fallback: the data stage drops those frames.
+    assert not labels[targets(task)].isin([-1.0 if task == "au" else -5.0]).to_numpy().any()
+    assert labels["frame"].tolist() == list(range(4, 41))
     fallback = training_fallback(spec, labels)
     for t in targets(task):
-        valid = labels[t][labels[t] != (-1 if task == "au" else -5)]
-        assert fallback[t] == pytest.approx(float(np.mean(valid)))
+        assert fallback[t] == pytest.approx(float(np.mean(raw[t].iloc[3:])))  # the frames without an invalid code
 
     preds = full_predictions(task, expected)
     preds = preds[preds["id"] != track_id("video2_left")]
@@ -332,10 +352,11 @@ def test_predictions_of_unlisted_tracks_are_ignored_and_counted(tmp_path):
 @pytest.mark.parametrize(
     "change, pattern",
     [
-        (lambda p: p.assign(valence=p["valence"].astype(object).where(p.index != 1, "high")), r"non-numeric"),
-        (lambda p: p.assign(arousal=np.where(p.index == 2, np.inf, p["arousal"])), r"infinite"),
-        (lambda p: pd.concat([p, p.iloc[[3]]]), r"duplicate prediction key"),
-        (lambda p: p.drop(columns="frame"), r"lack column\(s\) \['frame'\]"),
+        (lambda p: p.assign(valence=p["valence"].astype(object).where(p.index != 1, "high")),
+         r"predictions: line 3: valence 'high' is not a number"),
+        (lambda p: p.assign(arousal=np.where(p.index == 2, np.inf, p["arousal"])), r"predictions: infinite"),
+        (lambda p: pd.concat([p, p.iloc[[3]]]), r"predictions: line \d+: duplicate row for \{'id': \d+, 'frame': 4\}"),
+        (lambda p: p.drop(columns="frame"), r"predictions: missing column\(s\) \['frame'\]"),
     ],
 )
 def test_bad_predictions_raise(tmp_path, change, pattern):
@@ -604,3 +625,14 @@ def test_script_writes_a_clip_submission_of_the_rule_task(tmp_path):
     table = pd.read_csv(run["out"], dtype={"File_ID": str})
     assert table["File_ID"].tolist() == ["[16703]", "[16708]", "[16722]", "[16730]", "[16705]"]
     assert "5 predicted" in run["log"]
+
+
+def test_bad_predictions_file_is_named_in_the_error(tmp_path):
+    manifest = clip_manifest("eri")
+    write_manifest(manifest, tmp_path / "manifest.tsv")
+    preds = full_predictions("eri", expected_rows(task_spec("eri"), manifest)).astype({"Fear": object})
+    preds.loc[preds.index[2], "Fear"] = "oops"
+    preds.to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(SubmissionError, match=r"test\.csv: line 4: Fear 'oops' is not a number"):
+        write_task_submission("eri", tmp_path / "test.csv", tmp_path / "manifest.tsv", tmp_path / "s.csv")
+    assert not (tmp_path / "s.csv").exists()

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.ensemble.errors import EnsembleError
+from affectflow.ensemble.errors import EnsembleError, ensemble_errors
 from affectflow.ensemble.methods import ENSEMBLERS, Ensembler, check_params, combine, tune_thresholds
-from affectflow.ensemble.tables import align, checked_table, key_index, run_predictions, write_prediction_table
+from affectflow.ensemble.tables import align, key_index, run_predictions, write_prediction_table
+from affectflow.keys import checked_table
 from affectflow.runtime.atomic import write_text_atomic
 from affectflow.scoring import MIN_SCORED_ROWS, read_truth, score_arrays
 from affectflow.tasks import TaskSpec, key_columns, task_spec
@@ -112,7 +113,8 @@ def build_ensemble(
         raise EnsembleError(f"thresholds=True needs a binary task (au), not {spec.name!r} ({spec.metric})")
     if not members:
         raise EnsembleError("build_ensemble: no members given")
-    truth = checked_table(truth, keys, targets, where="truth table")
+    with ensemble_errors():
+        truth = checked_table(truth, keys, targets, where="truth table")
 
     names = list(members)
     oofs, tests = zip(*(run_predictions(members[n], spec) for n in names), strict=True)

@@ -37,14 +37,15 @@ import numpy as np
 from scipy.optimize import nnls
 
 from affectflow.ensemble.errors import EnsembleError
-from affectflow.metrics import UndefinedMetricWarning, score_task
+from affectflow.metrics import AU_THRESHOLD, UndefinedMetricWarning, f1_per_au, score_task
 from affectflow.registry import Registry
 
 __all__ = ["ENSEMBLERS", "THRESHOLD_GRID", "check_params", "combine", "tune_thresholds"]
 
 log = logging.getLogger(__name__)
 
-#: Candidate AU thresholds: 0.05, 0.10, ..., 0.95 (0.5 exactly included).
+#: Candidate AU thresholds: 0.05, 0.10, ..., 0.95 (the challenge's :data:`~affectflow.metrics.AU_THRESHOLD`,
+#: 0.5, exactly included).
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 Ensembler = Callable[..., np.ndarray]
@@ -56,13 +57,18 @@ ENSEMBLERS: Registry[Ensembler] = Registry("ensembler")
 # -- metric of one target ---------------------------------------------------------------------
 
 
+def _searched(score: Callable[[], float]) -> float:
+    """``score()``, or -inf where it is undefined (NaN), so that a search never picks it."""
+    with warnings.catch_warnings():
+        # Undefined scores (constant prediction, no positive) are expected while searching; they lose.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        value = score()
+    return value if math.isfinite(value) else -math.inf
+
+
 def _target_score(metric: str, y: np.ndarray, p: np.ndarray) -> float:
     """The task metric of one target; -inf where it is undefined, so selection never picks it."""
-    with warnings.catch_warnings():
-        # Undefined scores (constant prediction) are expected while searching; they lose.
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        value = score_task(metric, y[:, None], p[:, None], ["target"])["mean"]
-    return value if math.isfinite(value) else -math.inf
+    return _searched(lambda: score_task(metric, y[:, None], p[:, None], ["target"])["mean"])
 
 
 def _equal(m: int) -> np.ndarray:
@@ -171,28 +177,28 @@ def combine(preds: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def _f1_counts(y: np.ndarray, p: np.ndarray, threshold: float) -> float:
-    pred = p >= threshold
-    truth = y == 1.0
-    tp = np.sum(truth & pred)
-    denom = 2 * tp + np.sum(~truth & pred) + np.sum(truth & ~pred)
-    return 2 * tp / denom if denom else -math.inf
+def _f1_at(y: np.ndarray, p: np.ndarray, threshold: float) -> float:
+    """F1 of one AU's truth ``y`` and probabilities ``p`` at ``threshold``; -inf where undefined."""
+    return _searched(lambda: f1_per_au(y[:, None], p[:, None], ["target"], threshold=threshold)["target"])
 
 
 def tune_thresholds(y_true: np.ndarray, y_prob: np.ndarray, targets: Sequence[str],
                     *, grid: Sequence[float] = THRESHOLD_GRID) -> dict[str, float]:
-    """One threshold per column maximising binary F1 (positive where ``prob >= threshold``).
+    """One threshold per column maximising binary F1 (:func:`affectflow.metrics.f1_per_au`).
 
     Rows where truth or probability is NaN are ignored per column. Ties go to the threshold
-    closest to 0.5 (the challenge's own rule), which is also what a column with no usable row
-    or an undefined F1 gets.
+    closest to :data:`~affectflow.metrics.AU_THRESHOLD` (the challenge's own rule), which is
+    also what a column with no usable row or an undefined F1 gets.
     """
     y_true, y_prob = np.asarray(y_true, float), np.asarray(y_prob, float)
-    order = sorted(grid, key=lambda t: (abs(t - 0.5), t))  # first maximum = closest to 0.5
+    order = sorted(grid, key=lambda t: (abs(t - AU_THRESHOLD), t))  # first maximum = closest to the rule's
     out = {}
     for j, name in enumerate(targets):
         ok = np.isfinite(y_true[:, j]) & np.isfinite(y_prob[:, j])
+        if not ok.any():
+            out[name] = float(AU_THRESHOLD)
+            continue
         y, p = y_true[ok, j], y_prob[ok, j]
-        scores = [_f1_counts(y, p, t) for t in order]
-        out[name] = float(order[int(np.argmax(scores))]) if len(y) else 0.5
+        scores = [_f1_at(y, p, t) for t in order]
+        out[name] = float(order[int(np.argmax(scores))])
     return out

@@ -16,58 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.ensemble.errors import EnsembleError
-from affectflow.keys import integer_column
+from affectflow.ensemble.errors import EnsembleError, ensemble_errors
+from affectflow.keys import read_prediction_table
 from affectflow.runtime.atomic import atomic_path
 from affectflow.tasks import TaskSpec, key_columns
 
-__all__ = ["align", "key_index", "read_prediction_table", "run_predictions", "write_prediction_table"]
-
-
-def read_prediction_table(path: Path, keys: list[str], targets: list[str]) -> pd.DataFrame:
-    """A prediction table (keys + targets) with int64 keys and float64 targets, checked.
-
-    A missing file or column, a key that is not an integer, a target that is not a number and a
-    duplicated key raise :class:`EnsembleError` naming the file and line.
-    """
-    if not path.is_file():
-        raise EnsembleError(f"{path}: prediction table not found")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise EnsembleError(f"{path}: cannot be read as CSV: {exc}") from exc
-    return checked_table(frame, keys, targets, where=str(path))
-
-
-def checked_table(frame: pd.DataFrame, keys: list[str], targets: list[str], *, where: str) -> pd.DataFrame:
-    """``frame``'s key columns (int64, unique) and targets (float64), checked.
-
-    A missing column, a key that is not an integer, a target that is not a number and a
-    duplicated key raise :class:`EnsembleError` naming ``where`` (a file, or "truth table") and
-    the line. Keys must match exactly across tables, or alignment silently misses rows.
-    """
-    missing = [c for c in (*keys, *targets) if c not in frame.columns]
-    if missing:
-        raise EnsembleError(f"{where}: missing column(s) {missing} (expected {keys + targets})")
-    frame = frame[keys + targets].copy()
-    for col in keys:
-        try:
-            frame[col] = integer_column(frame[col], where=where, name=col)
-        except ValueError as exc:
-            raise EnsembleError(str(exc)) from None
-    for col in targets:
-        numeric = pd.to_numeric(frame[col], errors="coerce")
-        bad = numeric.isna() & frame[col].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise EnsembleError(f"{where}: line {row + 2}: {col} {frame[col].iloc[row]!r} is not a number")
-        frame[col] = numeric.astype("float64")
-    dup = frame.duplicated(keys)
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
-        key = tuple(int(frame[c].iloc[row]) for c in keys)
-        raise EnsembleError(f"{where}: line {row + 2}: duplicate row for {dict(zip(keys, key, strict=True))}")
-    return frame
+__all__ = ["align", "key_index", "run_predictions", "write_prediction_table"]
 
 
 def run_predictions(fold_dirs: Sequence[str | os.PathLike], spec: TaskSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,10 +36,11 @@ def run_predictions(fold_dirs: Sequence[str | os.PathLike], spec: TaskSpec) -> t
         raise EnsembleError("run_predictions: no fold directories given")
     oofs, tests = [], []
     for d in fold_dirs:
-        oof = read_prediction_table(Path(d) / "oof.csv", keys, targets)
+        with ensemble_errors():
+            oof = read_prediction_table(Path(d) / "oof.csv", keys, targets)
+            tests.append(read_prediction_table(Path(d) / "test.csv", keys, targets))
         oof["_fold"] = str(d)
         oofs.append(oof)
-        tests.append(read_prediction_table(Path(d) / "test.csv", keys, targets))
     oof = pd.concat(oofs, ignore_index=True)
     dup = oof.duplicated(keys, keep=False)
     if dup.any():

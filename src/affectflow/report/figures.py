@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from affectflow.metrics import AU_THRESHOLD
 from affectflow.report.plots import (
     class_histograms,
     grouped_bars,
@@ -34,7 +35,7 @@ from affectflow.report.plots import (
     truth_scatter,
 )
 from affectflow.report.scores import bar_values, read_predictions, score_table
-from affectflow.scoring import read_truth, score_predictions
+from affectflow.scoring import read_truth, score_predictions, scored_cells, scored_rows
 from affectflow.tasks import TaskSpec, key_columns, task_spec
 
 __all__ = [
@@ -49,9 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METRIC_NAMES = {"pearson": "Pearson r", "ccc": "CCC", "f1": "F1"}
-# Action units: predicted-probability bins of the class histograms, and the F1 threshold.
+# Action units: predicted-probability bins of the class histograms.
 PROBABILITY_EDGES = np.linspace(0.0, 1.0, 11)
-THRESHOLD = 0.5
 
 
 def _metric_name(spec: TaskSpec) -> str:
@@ -119,14 +119,11 @@ def write_score_figure(
 def oof_rows(pred: pd.DataFrame, truth: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
     """Labelled rows with a prediction: keys, ``<target>_true``, ``<target>_pred``, sorted by keys.
 
-    A row counts when some target has both a label and a prediction (the rows the scorer scores).
+    The rows the scorer scores (:func:`affectflow.scoring.scored_rows`: some target has both a
+    label and a prediction).
     """
-    keys, targets = key_columns(spec), list(spec.targets)
-    joined = truth[keys + targets].merge(pred[keys + targets], on=keys, suffixes=("_true", "_pred"))
-    usable = np.zeros(len(joined), dtype=bool)
-    for t in targets:
-        usable |= np.isfinite(joined[f"{t}_true"].to_numpy(float)) & np.isfinite(joined[f"{t}_pred"].to_numpy(float))
-    return joined[usable].sort_values(keys, kind="stable").reset_index(drop=True)
+    rows = scored_rows(pred, truth, spec)
+    return rows.sort_values(key_columns(spec), kind="stable").reset_index(drop=True)
 
 
 def _sample(joined: pd.DataFrame, max_points: int, seed: int) -> pd.DataFrame:
@@ -137,9 +134,8 @@ def _sample(joined: pd.DataFrame, max_points: int, seed: int) -> pd.DataFrame:
 
 
 def _finite(rows: pd.DataFrame, target: str) -> pd.DataFrame:
-    """The rows where ``target`` has both a label and a prediction."""
-    truth, pred = rows[f"{target}_true"].to_numpy(float), rows[f"{target}_pred"].to_numpy(float)
-    return rows[np.isfinite(truth) & np.isfinite(pred)]
+    """The rows where ``target`` has both a label and a prediction (:func:`affectflow.scoring.scored_cells`)."""
+    return rows[scored_cells(rows[f"{target}_true"].to_numpy(float), rows[f"{target}_pred"].to_numpy(float))]
 
 
 def _point_table(shown: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
@@ -178,8 +174,9 @@ def oof_figure(pred: pd.DataFrame, truth: pd.DataFrame, spec: TaskSpec, *, title
     Continuous targets: a scatter of (truth, prediction) with the identity line, at most
     ``max_points`` rows (a seeded random subset; the score uses every row); the table holds the
     drawn points. Action units (F1): the share of frames in each predicted-probability bin, for
-    frames whose truth is 0 and for those whose truth is 1, with the 0.5 threshold marked; the
-    table holds the bins. Returns the figure and its table.
+    frames whose truth is 0 and for those whose truth is 1, with the F1 threshold
+    (:data:`~affectflow.metrics.AU_THRESHOLD`) marked; the table holds the bins. Returns the
+    figure and its table.
     """
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, not {max_points!r}")
@@ -196,7 +193,7 @@ def oof_figure(pred: pd.DataFrame, truth: pd.DataFrame, spec: TaskSpec, *, title
         if spec.binary:
             part = table[table["target"] == target]
             shares = {label: part.loc[part["label"] == label, "share"].to_numpy(float) for label in (0, 1)}
-            class_histograms(ax, PROBABILITY_EDGES, shares, threshold=THRESHOLD)
+            class_histograms(ax, PROBABILITY_EDGES, shares, threshold=AU_THRESHOLD)
             ax.set_xlabel("predicted probability", fontsize=8)
             ax.set_ylabel("share of frames", fontsize=8)
         else:

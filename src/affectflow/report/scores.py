@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.keys import integer_column
-from affectflow.scoring import score_predictions
+from affectflow.keys import read_prediction_table
+from affectflow.scoring import mean_over_targets, score_predictions
 from affectflow.tasks import TaskSpec, key_columns
 
 __all__ = ["SCORE_COLUMNS", "bar_values", "ensemble_names", "read_predictions", "run_scores", "score_table"]
@@ -26,23 +26,16 @@ SCORE_COLUMNS = ["source", "kind", "aggregate", "n", "metric"]
 
 
 def read_predictions(paths: str | os.PathLike | Sequence[str | os.PathLike], spec: TaskSpec) -> pd.DataFrame:
-    """Prediction tables (``oof.csv``) stacked: key columns then targets (NaN: no prediction)."""
+    """Prediction tables (``oof.csv``) stacked: key columns then targets (NaN: no prediction).
+
+    Each table is read with :func:`affectflow.keys.read_prediction_table`: a missing file or
+    column, a key that is not an integer, a target that is not a number and a key twice in one
+    table fail naming the file and line.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     keys, targets = key_columns(spec), list(spec.targets)
-    frames = []
-    for path in paths:
-        frame = pd.read_csv(path)
-        missing = [c for c in keys + targets if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing} for task {spec.name!r} "
-                             f"(a prediction table has {keys + targets})")
-        frame = frame[keys + targets].copy()
-        for key in keys:
-            frame[key] = integer_column(frame[key], where=str(path), name=key)
-        for target in targets:
-            frame[target] = pd.to_numeric(frame[target], errors="coerce")
-        frames.append(frame)
+    frames = [read_prediction_table(path, keys, targets) for path in paths]
     if not frames:
         raise ValueError("no prediction tables given")
     return pd.concat(frames, ignore_index=True)
@@ -60,7 +53,7 @@ def run_scores(fold_predictions: Sequence[str | os.PathLike], truth: pd.DataFram
         values = [f["per_target"][target] for f in folds if np.isfinite(f["per_target"][target])]
         per_target[target] = float(np.mean(values)) if values else float("nan")
     fold_mean = {"metric": spec.metric, "per_target": per_target,
-                 "mean": float(np.mean(list(per_target.values()))), "n": sum(f["n"] for f in folds)}
+                 "mean": mean_over_targets(per_target), "n": sum(f["n"] for f in folds)}
     pooled = score_predictions(read_predictions(fold_predictions, spec), truth, spec)
     return {"folds": folds, "fold_mean": fold_mean, "pooled": pooled}
 

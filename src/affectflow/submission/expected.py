@@ -16,6 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from affectflow.data.folds import LABELLED_SPLITS
 from affectflow.keys import integer_column
 from affectflow.submission.errors import SubmissionError, first_few
 from affectflow.tasks import TaskSpec, image_location
@@ -224,21 +225,21 @@ def expected_keys(spec: TaskSpec, expected: pd.DataFrame) -> list:
 def training_fallback(spec: TaskSpec, labelled: pd.DataFrame) -> dict[str, float]:
     """The per-target training mean that stands in for a missing prediction.
 
-    Clip tasks: ``labelled`` is the manifest; its train and val rows are averaged (all rows
-    if it has no ``split`` column). Per-frame tasks: ``labelled`` is the frame label table
-    (``id, frame, <targets>``, results/<ds>/frame_labels.csv.gz); the organisers' invalid code
-    (-5 VA, -1 AU) is ignored. For AU the mean is the training positive rate. NaN is skipped;
-    a target with no finite label raises :class:`SubmissionError`.
+    Clip tasks: ``labelled`` is the manifest; its labelled rows (splits
+    :data:`~affectflow.data.folds.LABELLED_SPLITS`) are averaged (all rows if it has no
+    ``split`` column). Per-frame tasks: ``labelled`` is the frame label table (``id, frame,
+    <targets>``, results/<ds>/frame_labels.csv.gz), which holds no invalid code: the data stage
+    drops the frames the organisers marked invalid (-5 VA, -1 AU;
+    :func:`affectflow.data.frame_label_table`). For AU the mean is the training positive rate.
+    NaN is skipped; a target with no finite label raises :class:`SubmissionError`.
     """
     missing = [t for t in spec.targets if t not in labelled.columns]
     if missing:
         raise SubmissionError(f"labels lack target column(s) {missing} for task {spec.name}")
     rows = labelled
     if not spec.per_frame and "split" in labelled.columns:
-        rows = labelled[labelled["split"].isin(["train", "val"])]
+        rows = labelled[labelled["split"].isin(LABELLED_SPLITS)]
     values = rows[list(spec.targets)].apply(pd.to_numeric, errors="coerce").astype("float64")
-    if spec.invalid is not None:
-        values = values.mask(values == spec.invalid)
     values = values.mask(~np.isfinite(values))
     means = values.mean()
     empty = [t for t in spec.targets if not math.isfinite(means[t])]

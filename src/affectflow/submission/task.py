@@ -47,4 +47,5 @@ def write_task_submission(
         expected,
         out_csv,
         fallback=training_fallback(spec, labelled),
+        where=str(test_predictions_csv),
     )

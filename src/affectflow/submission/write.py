@@ -28,7 +28,7 @@ Fallback policy (each kind counted in the returned summary and logged):
 A row counts under the most drastic kind any of its targets needed
 (training_mean > nearest_frame > predicted), so the three counts add up to the rows written.
 ``clipped`` counts values outside the task's range that were clipped into it (before AU
-binarisation at p >= 0.5).
+binarisation at p >= :data:`~affectflow.metrics.AU_THRESHOLD`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from affectflow.keys import TableError, checked_table
+from affectflow.metrics import AU_THRESHOLD
 from affectflow.runtime.atomic import atomic_path
 from affectflow.submission.errors import SubmissionError, first_few
 from affectflow.submission.expected import expected_keys, integer_keys
@@ -78,31 +80,17 @@ def _key_table(spec: TaskSpec, table: pd.DataFrame, *, where: str) -> pd.DataFra
     return keys
 
 
-def _prediction_table(spec: TaskSpec, predictions: pd.DataFrame) -> pd.DataFrame:
-    """Key columns as int64 and targets as float64, checked: no duplicate key, no text, no inf."""
-    keys = key_columns(spec)
-    missing = [c for c in (*keys, *spec.targets) if c not in predictions.columns]
-    if missing:
-        raise SubmissionError(
-            f"predictions lack column(s) {missing} (need {keys} and {list(spec.targets)})"
-        )
-    table = _key_table(spec, predictions, where="predictions")
-    raw = predictions[list(spec.targets)].reset_index(drop=True)
-    values = raw.apply(pd.to_numeric, errors="coerce").astype("float64")
-    text = values.isna() & raw.notna()
-    if text.to_numpy().any():
-        i = int(np.flatnonzero(text.to_numpy().any(axis=1))[0])
-        raise SubmissionError(f"non-numeric prediction for {dict(table.iloc[i])}: {raw.iloc[i].tolist()}")
-    inf = np.isinf(values.to_numpy())
+def _prediction_table(spec: TaskSpec, predictions: pd.DataFrame, *, where: str) -> pd.DataFrame:
+    """Key columns as int64 (unique) and targets as float64 (:func:`affectflow.keys.checked_table`), no inf."""
+    targets = list(spec.targets)
+    try:
+        table = checked_table(predictions, key_columns(spec), targets, where=where)
+    except TableError as exc:
+        raise SubmissionError(str(exc)) from None
+    inf = np.isinf(table[targets].to_numpy())
     if inf.any():
-        rows = table[inf.any(axis=1)]
-        raise SubmissionError(f"infinite prediction(s) for {first_few(rows.to_dict('records'))}")
-    dup = table.duplicated(keys)
-    if dup.any():
-        shown = table[dup]["id"].tolist() if not spec.per_frame else table[dup].to_dict("records")
-        raise SubmissionError(f"duplicate prediction key(s) {keys}: {first_few(shown)}")
-    for t in spec.targets:
-        table[t] = values[t].to_numpy()
+        rows = table.loc[inf.any(axis=1), key_columns(spec)]
+        raise SubmissionError(f"{where}: infinite prediction(s) for {first_few(rows.to_dict('records'))}")
     return table
 
 
@@ -198,10 +186,10 @@ def _filled_values(
 
 
 def _submission_frame(spec: TaskSpec, key_text: list[str], values: np.ndarray) -> pd.DataFrame:
-    """The table to write: the key column then each target (AU: binarised at 0.5 to 0/1)."""
+    """The table to write: the key column then each target (AU: binarised at :data:`AU_THRESHOLD` to 0/1)."""
     frame = pd.DataFrame({spec.submission_key: key_text})
     for k, t in enumerate(spec.targets):
-        frame[t] = (values[:, k] >= 0.5).astype("int64") if spec.binary else values[:, k]
+        frame[t] = (values[:, k] >= AU_THRESHOLD).astype("int64") if spec.binary else values[:, k]
     return frame
 
 
@@ -232,6 +220,7 @@ def write_submission(
     path: str | os.PathLike,
     *,
     fallback: Mapping[str, float] | None,
+    where: str = "predictions",
 ) -> dict:
     """Write the submission for ``spec`` listing exactly ``expected``, validated, atomically.
 
@@ -242,12 +231,13 @@ def write_submission(
     same track (per-frame tasks), else ``fallback``
     (:func:`~affectflow.submission.expected.training_fallback`). ``fallback=None`` makes any hole
     an error listing the first few keys. Values are clipped to the task's range (6 decimals);
-    AU probabilities are binarised at 0.5 and written as 0/1.
+    AU probabilities are binarised at :data:`~affectflow.metrics.AU_THRESHOLD` and written as 0/1.
 
-    Errors (:class:`SubmissionError`): missing columns, non-numeric or infinite predictions,
-    duplicate prediction keys, a clip prediction for an id not expected. Per-frame predictions
-    for frames not listed still serve as nearest-frame sources; those of tracks not expected
-    at all are ignored and counted as ``unused``.
+    Errors (:class:`SubmissionError`; the table's errors name ``where``, the predictions' file
+    when read from one, and the line): missing columns, non-integer keys, non-numeric or
+    infinite predictions, duplicate prediction keys, a clip prediction for an id not expected.
+    Per-frame predictions for frames not listed still serve as nearest-frame sources; those of
+    tracks not expected at all are ignored and counted as ``unused``.
 
     The file goes to a temporary sibling, is checked with the same code as
     :func:`~affectflow.submission.validate.validate_submission`, and only then renamed to
@@ -259,7 +249,7 @@ def write_submission(
     """
     keys = expected_keys(spec, expected)
     fill = _check_fallback(spec, fallback) if fallback is not None else None
-    preds = _prediction_table(spec, predictions)
+    preds = _prediction_table(spec, predictions, where=where)
     want = _key_table(spec, expected, where="expected")
     preds, unused = _drop_unexpected(spec, preds, set(want["id"]))
     values, kind = _filled_values(spec, want, preds, fill, keys)
