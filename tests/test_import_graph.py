@@ -95,7 +95,7 @@ def test_the_start_up_modules_import_no_torch():
     code = ("import sys, yaml, affectflow.config, affectflow.config.names, affectflow.config.runs as runs, "
             "affectflow.config.faces, affectflow.config.resources; "
             "from affectflow.config.names import registered; "
-            "[registered(f) for f in ('detectors', 'backbones', 'models', 'ensemblers')]; "
+            "[registered(f) for f in ('detectors', 'backbones', 'models', 'losses', 'ensemblers')]; "
             "c = yaml.safe_load(open('config/recipes/au_deng2023.yaml')); "
             "runs.check_runs(runs.without_branch_keys(c['train']), c['features']); "
             "[runs.run_folds(r, 2) for r in c['train']['runs'].values()]; "
@@ -111,8 +111,10 @@ def test_names_read_from_source_are_the_registered_names():
     from affectflow.faces import DETECTORS
     from affectflow.features import BACKBONES
     from affectflow.models import MODELS
+    from affectflow.training.losses import LOSSES
 
     assert registered("models") == MODELS.names()
     assert registered("backbones") == BACKBONES.names()
     assert registered("detectors") == DETECTORS.names()
     assert registered("ensemblers") == ENSEMBLERS.names()
+    assert registered("losses") == LOSSES.names()

@@ -17,6 +17,7 @@ import pytest
 from affectflow.data import (
     DatasetError,
     count_clips,
+    dataset_options,
     organiser_files,
     read_dataset,
     read_manifest,
@@ -182,6 +183,14 @@ def test_explicit_and_missing_test_list(root, tmp_path, caplog):
     # via read_dataset, with options
     df = read_dataset("va", r, test_list=own)
     assert (df["split"] == "test").sum() == 1
+    # the reader options a config's dataset section sets (the manifest rule's)
+    section = {"name": "x", "task": "va", "root": str(r), "n_shards": 2, "test_list": str(own)}
+    assert dataset_options(section) == {"test_list": str(own)}
+    assert dataset_options({**section, "frame_tolerance": 3}) == {"test_list": str(own), "frame_tolerance": 3}
+    assert (read_dataset("va", r, **dataset_options(section))["split"] == "test").sum() == 1
+    assert dataset_options({"name": "x", "task": "emi", "root": "r", "n_shards": 2}) == {}
+    with pytest.raises(TypeError, match="test_list"):  # an option the task's reader does not take
+        read_dataset("emi", r, **dataset_options({"task": "emi", "test_list": str(own)}))
 
 
 def test_missing_video_keeps_row(root, tmp_path, caplog):

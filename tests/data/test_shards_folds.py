@@ -142,11 +142,11 @@ def scheme_manifest():
 
 def test_official_and_mix_schemes():
     m = scheme_manifest()
-    official = make_folds(m, "official")
+    official = make_folds(m, "official", k=2, seed=0)
     assert (official.loc[m["split"] == "val", "fold"] == 0).all()
     assert (official.loc[m["split"] == "train", "fold"] == TRAIN_ONLY).all()
     assert (official.loc[m["split"] == "test", "fold"] == -1).all()
-    mix = make_folds(m, "mix")
+    mix = make_folds(m, "mix", k=2, seed=0)
     assert (mix.loc[m["split"] != "test", "fold"] == TRAIN_ONLY).all()
     assert n_folds("official", 3) == n_folds("mix", 3) == 1
 
@@ -167,4 +167,4 @@ def test_paper_schemes_fold_counts_and_groups(scheme, count):
 
 def test_unknown_scheme_lists_the_known():
     with pytest.raises(ValueError, match="known: " + ", ".join(FOLD_SCHEMES)):
-        make_folds(scheme_manifest(), "loso")
+        make_folds(scheme_manifest(), "loso", k=2, seed=0)

@@ -217,6 +217,14 @@ def test_default_plan_meets_the_requirements():
     assert not other["pitch_semitones"].equals(props["pitch_semitones"])
 
 
+def test_the_default_plan_is_the_schemas_demo_set():
+    from affectflow.config.schema import section_defaults
+
+    demo = section_defaults("dataset", "demo")
+    pd.testing.assert_frame_equal(plan_clips(), plan_clips(demo["n_clips"], demo["max_duration_s"], seed=demo["seed"]))
+    assert len(plan_clips()) == 72  # the schema's n_clips
+
+
 def test_too_few_clips_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="n_clips"):
         _build(tmp_path, n_clips=9)

@@ -353,6 +353,33 @@ def test_stage_fallback_detector_for_clips_without_any_face(moving_square):
     assert nothing.qc["status"] == "no_face" and "fallback" in nothing.qc["reason"]
 
 
+def test_face_options_defaults_are_the_schemas_and_the_config_builds_them():
+    from dataclasses import asdict
+
+    from affectflow.config.faces import stage_options
+    from affectflow.config.schema import with_defaults
+
+    config = with_defaults({"dataset": {"name": "d", "task": "emi", "root": "r"}, "media": {}, "faces": {},
+                            "features": {}, "train": {"runs": {"r": {"backbone": "b"}}},
+                            "ensemble": {"members": ["r"]}})
+    from_config = FaceOptions.from_config(config["faces"], fps=config["media"]["fps"])
+    assert from_config == FaceOptions()
+    assert FaceOptions().max_side == 640 and FaceOptions().missing == "drop" and FaceOptions().fps == 30
+    assert isinstance(FaceOptions().fps, float)
+    # the stage's options: the fields but those it takes as arguments, in field order
+    options = stage_options(config["faces"], fps=config["media"]["fps"])
+    assert list(options) == [k for k in asdict(FaceOptions()) if k not in ("fps", "max_side", "batch_size",
+                                                                             "crop_size")]
+    config["faces"].update(margin=0.3, missing={"policy": "interpolate", "max_gap": 4, "smooth": 5},
+                           fallback={"detector": "dlib", "params": {"upsample": 1}})
+    opts = FaceOptions.from_config(config["faces"], fps=25)
+    assert (opts.margin, opts.missing, opts.max_gap, opts.smooth, opts.fps) == (0.3, "interpolate", 4, 5, 25)
+    assert opts.fallback == "dlib" and opts.fallback_params == {"upsample": 1}
+    assert stage_options(config["faces"], fps=25)["fallback_params"] == {"upsample": 1}
+    with pytest.raises(ValueError, match="faces.fallback.detector: unknown 'nope'"):
+        stage_options({**config["faces"], "fallback": {"detector": "nope", "params": {}}}, fps=25)
+
+
 def test_face_options_reject_bad_values():
     with pytest.raises(ValueError, match="similarity, box"):
         options(align="affine")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from affectflow.models import MODELS, count_parameters, create_model
+from affectflow.models import MODELS, count_parameters, create_model, takes_modality_dims
 from affectflow.models.blocks import TCN, AttentionPooling, modality_dropout
 from affectflow.registry import UnknownNameError
 from affectflow.training.recipes import RECIPES, recipe, resolve_run
@@ -259,3 +259,13 @@ def test_an_all_padding_row_gives_finite_outputs(name):
     x, mask = inputs(name)
     mask[2] = False
     assert torch.isfinite(model(x, mask)).all()
+
+
+def test_multimodal_models_declare_that_they_take_modality_dims():
+    multimodal = [name for name in MODELS.names() if takes_modality_dims(name)]
+    assert multimodal == ["cross_attention_transformer", "dual_transformer", "fusion"]
+    for name in multimodal:  # each builds from the widths of the fused backbones
+        model = create_model(name, input_dim=6, output_dim=2, modality_dims=[4, 2])
+        assert model(torch.zeros(1, 3, 6), torch.ones(1, 3, dtype=torch.bool)).shape == (1, 2)
+    with pytest.raises(UnknownNameError):
+        takes_modality_dims("nope")

@@ -15,6 +15,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from affectflow.config.runs import check_runs
+from affectflow.data import write_manifest
 from affectflow.faces.crop import encode_jpeg
 from affectflow.features import create_backbone
 from affectflow.features import testing as tiny
@@ -23,7 +24,7 @@ from affectflow.features.stage import build_feature_shard
 from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
 from affectflow.tasks import AU_TARGETS
 from affectflow.training import checkpoints
-from affectflow.training.fold import train_fold
+from affectflow.training.fold import train_fold, train_fold_job
 from affectflow.training.settings import TrainSettings, settings_from_run
 
 from conftest import REPO
@@ -261,9 +262,27 @@ def _au_data(tmp_path, *, fused: bool = False, n_tracks: int = 20, n_test: int =
     return manifest, pd.concat(labels, ignore_index=True), (shards if fused else shards["vis"]), raw, targets
 
 
+QUICK = {"model": "gru@2", "task": "au", "loss": "bce", "epochs": 1, "lr": 0.01, "batch_size": 8, "seed": 0,
+         "model_params": {"hidden": 8, "per_frame": True, "sigmoid": True}}
+
+
 def _settings(**kw):
-    return TrainSettings(model="gru@2", task="au", loss="bce", epochs=1, lr=0.01, batch_size=8, seed=0,
-                         model_params={"hidden": 8, "per_frame": True, "sigmoid": True}, **kw)
+    return TrainSettings(**{**QUICK, **kw})
+
+
+def _layouts(shards):
+    """Each region's masked copy of the (single-backbone) shards, in the layout of ``_au_data``."""
+    return {r: [p.replace("/vis/", f"/vis_{r}/") for p in shards] for r in SHIFT}
+
+
+def _job(tmp_path, manifest, labels, feature_shards, out, **run):
+    """train_fold_job (the training rule's call) on ``_au_data``'s tracks with a QUICK run on ``vis``."""
+    write_manifest(manifest, tmp_path / "manifest.tsv")
+    labels.to_csv(tmp_path / "frame_labels.csv", index=False)
+    settings = {k: v for k, v in QUICK.items() if k != "seed"}
+    return train_fold_job(tmp_path / "manifest.tsv", feature_shards, 0, tmp_path / out, task="au",
+                          run={"backbone": "vis", **settings, **run}, seed=QUICK["seed"], k_folds=2,
+                          frame_labels=tmp_path / "frame_labels.csv")
 
 
 def _spy_fit(monkeypatch):
@@ -304,10 +323,9 @@ def _expected_copies(manifest, labels, targets, train_ids):
 def test_train_fold_adds_masked_copies_by_the_documented_rule(tmp_path, monkeypatch):
     manifest, labels, shards, raw, targets = _au_data(tmp_path)
     captured = _spy_fit(monkeypatch)
-    layouts = {r: [p.replace("/vis/", f"/vis_{r}/") for p in shards] for r in SHIFT}
     settings = _settings(mask_augment={"upper": "vis_upper", "lower": "vis_lower"})
-    metrics = train_fold(manifest, shards, 0, tmp_path / "aug", targets=targets, settings=settings,
-                         frame_labels=labels, masked_shards=layouts)
+    metrics = train_fold(manifest, shards, 0, tmp_path / "aug", targets=targets, k_folds=2, settings=settings,
+                         frame_labels=labels, masked_shards=_layouts(shards))
     train_ids = manifest.loc[(manifest["split"] != "test") & (manifest["fold"] == 1), "id"].tolist()
     expected = _expected_copies(manifest, labels, targets, train_ids)
     assert 0 < len(expected) < 2 * len(train_ids)  # the data exercise both keeping and skipping
@@ -335,8 +353,8 @@ def test_train_fold_adds_masked_copies_by_the_documented_rule(tmp_path, monkeypa
         assert np.isnan(y[~labelled]).all()  # an unlabelled frame stays unlabelled
 
     # without the augmentation: the same OOF and test rows, and only the original tracks
-    plain = train_fold(manifest, shards, 0, tmp_path / "plain", targets=targets, settings=_settings(),
-                       frame_labels=labels)
+    plain = train_fold(manifest, shards, 0, tmp_path / "plain", targets=targets, k_folds=2,
+                       settings=_settings(), frame_labels=labels)
     assert plain["train_examples"] == len(train_ids) and "mask_copies" not in plain
     for name in ("oof.csv", "test.csv"):
         with_aug = pd.read_csv(tmp_path / "aug" / name)
@@ -349,8 +367,8 @@ def test_masked_copies_hide_positives_they_cover(tmp_path, monkeypatch):
     """A copy's hidden AUs are 0 even on frames where the original was positive."""
     manifest, labels, shards, raw, targets = _au_data(tmp_path)
     captured = _spy_fit(monkeypatch)
-    train_fold(manifest, shards, 1, tmp_path / "f1", targets=targets, frame_labels=labels,
-               settings=_settings(mask_augment={"upper": "vis_upper"}))
+    train_fold(manifest, shards, 1, tmp_path / "f1", targets=targets, k_folds=2, frame_labels=labels,
+               settings=_settings(mask_augment={"upper": "vis_upper"}), masked_shards=_layouts(shards))
     saved = checkpoints.load(tmp_path / "f1" / "model.pt")
     mean, std = saved["mean"].numpy(), saved["std"].numpy()
     upper_cols = [j for j, t in enumerate(targets) if t in UPPER_FACE]
@@ -368,9 +386,10 @@ def test_masked_copies_hide_positives_they_cover(tmp_path, monkeypatch):
 def test_held_out_validation_tracks_get_no_copies(tmp_path, monkeypatch):
     manifest, labels, shards, raw, targets = _au_data(tmp_path)
     captured = _spy_fit(monkeypatch)
-    metrics = train_fold(manifest, shards, 0, tmp_path / "v", targets=targets, frame_labels=labels,
+    metrics = train_fold(manifest, shards, 0, tmp_path / "v", targets=targets, k_folds=2, frame_labels=labels,
                          settings=_settings(val_fraction=0.3, mask_augment={"upper": "vis_upper",
-                                                                            "lower": "vis_lower"}))
+                                                                            "lower": "vis_lower"}),
+                         masked_shards=_layouts(shards))
     saved = checkpoints.load(tmp_path / "v" / "model.pt")
     mean, std = saved["mean"].numpy(), saved["std"].numpy()
     val = [_identify(e, raw, mean, std) for e in captured["val"]]
@@ -386,9 +405,12 @@ def test_held_out_validation_tracks_get_no_copies(tmp_path, monkeypatch):
 def test_fused_backbones_mask_only_the_visual_part(tmp_path, monkeypatch):
     manifest, labels, shards, raw, targets = _au_data(tmp_path, fused=True)
     captured = _spy_fit(monkeypatch)
-    # masked_shards left out: found beside the run's backbone, features/vis_<region>/shard-*.h5
-    metrics = train_fold(manifest, shards, 0, tmp_path / "fused", targets=targets, frame_labels=labels,
-                         settings=_settings(mask_augment={"upper": "vis_upper", "lower": "vis_lower"}))
+    # through the training job: the rule's feature shards (the run's backbone, the fused one and the
+    # masked copies, in any order) grouped by features key, the masked copies swapped in for vis only
+    masked = _layouts(shards["vis"])
+    every_shard = [*shards["aud"], *masked["lower"], *shards["vis"], *masked["upper"]]
+    metrics = _job(tmp_path, manifest, labels, every_shard, "fused", fuse_with=["aud"],
+                   mask_augment={"upper": "vis_upper", "lower": "vis_lower"})
     assert sum(metrics["mask_copies"].values()) > 0
     examples = captured["train"]
     saved = checkpoints.load(tmp_path / "fused" / "model.pt")
@@ -416,11 +438,14 @@ def test_mask_augment_is_for_the_au_task_and_needs_its_shards(tmp_path):
                        model_params={"per_frame": True})
     va_labels = labels[["id", "frame"]].assign(valence=0.1, arousal=0.2)
     with pytest.raises(ValueError, match="task au"):
-        train_fold(manifest, shards, 0, tmp_path / "va", targets=["valence", "arousal"], settings=va,
+        train_fold(manifest, shards, 0, tmp_path / "va", targets=["valence", "arousal"], k_folds=2, settings=va,
                    frame_labels=va_labels)
-    with pytest.raises(FileNotFoundError, match="vis_missing"):
-        train_fold(manifest, shards, 0, tmp_path / "x", targets=targets, frame_labels=labels,
-                   settings=_settings(mask_augment={"upper": "vis_missing"}))
+    with pytest.raises(ValueError, match="vis_missing"):  # the job finds no shards of the masked copy
+        _job(tmp_path, manifest, labels, [*shards, *_layouts(shards)["upper"]], "x",
+             mask_augment={"upper": "vis_missing"})
+    with pytest.raises(ValueError, match=r"mask_augment \{'upper': 'vis_upper'\}: no masked_shards"):
+        train_fold(manifest, shards, 0, tmp_path / "y", targets=targets, k_folds=2, frame_labels=labels,
+                   settings=_settings(mask_augment={"upper": "vis_upper"}))
 
 
 # -- the workflow: checked at start, masked shards built for the runs that use them ----------------

@@ -169,7 +169,7 @@ def train_config() -> dict:
 
 def test_a_consistent_config_passes_and_the_script_gets_fold_k_checkpoints():
     config = train_config()
-    check_branch_inits(config)
+    check_branch_inits(config, k_folds=config["k_folds"])
     check_runs(without_branch_keys(config), {"v": {}, "a": {}})
     fused_run = config["runs"]["fused"]
     paths = branch_model_paths(fused_run, "results/x/train", 1)
@@ -200,7 +200,7 @@ def test_a_bad_init_branches_fails_at_start_naming_the_key(change, message):
     config = train_config()
     change(config["runs"])
     with pytest.raises(ValueError, match=r"train\.runs\.fused\." + message.removeprefix(r"train\.runs\.fused\.")):
-        check_branch_inits(config)
+        check_branch_inits(config, k_folds=config["k_folds"])
 
 
 # -- the workflow: fold k of the fused run reads fold k of each unimodal run -----------------------

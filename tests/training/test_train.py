@@ -76,7 +76,7 @@ def data(tmp_path_factory):
 def trained(data, tmp_path_factory):
     manifest, shards, _ = data
     out = tmp_path_factory.mktemp("fold0")
-    metrics = train_fold(manifest, shards, 0, out, targets=TARGETS, settings=settings())
+    metrics = train_fold(manifest, shards, 0, out, targets=TARGETS, k_folds=2, settings=settings())
     return out, metrics
 
 
@@ -105,8 +105,9 @@ def test_train_fold_learns_planted_signal(trained, data):
     truth = manifest.set_index("id").loc[oof["id"], TARGETS]
     pearson = [np.corrcoef(truth[t], oof[t])[0, 1] for t in TARGETS]
     assert np.mean(pearson) > 0.8
-    assert metrics["oof_mean_pearson"] == pytest.approx(np.mean(pearson), abs=1e-4)
-    assert set(metrics["oof_pearson"]) == set(TARGETS)
+    assert metrics["oof_score"]["metric"] == "pearson"
+    assert metrics["oof_score"]["mean"] == pytest.approx(np.mean(pearson), abs=1e-4)
+    assert set(metrics["oof_score"]["per_target"]) == set(TARGETS)
 
 
 def test_train_fold_outputs(trained, data):
@@ -158,13 +159,13 @@ def test_saved_model_reproduces_test_predictions(trained, data):
 def test_train_fold_is_deterministic(data, tmp_path):
     manifest, shards, _ = data
     quick = settings(epochs=5)
-    train_fold(manifest, shards, 1, tmp_path / "a", targets=TARGETS, settings=quick)
-    train_fold(manifest, shards, 1, tmp_path / "b", targets=TARGETS, settings=quick)
+    train_fold(manifest, shards, 1, tmp_path / "a", targets=TARGETS, k_folds=2, settings=quick)
+    train_fold(manifest, shards, 1, tmp_path / "b", targets=TARGETS, k_folds=2, settings=quick)
     for name in ("oof.csv", "test.csv"):
         a, b = pd.read_csv(tmp_path / "a" / name), pd.read_csv(tmp_path / "b" / name)
         pd.testing.assert_frame_equal(a, b)
     # and the seed matters
-    train_fold(manifest, shards, 1, tmp_path / "c", targets=TARGETS, settings=settings(epochs=5, seed=4))
+    train_fold(manifest, shards, 1, tmp_path / "c", targets=TARGETS, k_folds=2, settings=settings(epochs=5, seed=4))
     c = pd.read_csv(tmp_path / "c" / "test.csv")
     assert not np.allclose(c[TARGETS].fillna(0), pd.read_csv(tmp_path / "a" / "test.csv")[TARGETS].fillna(0))
 
@@ -173,7 +174,7 @@ def test_train_fold_needs_training_clips(data, tmp_path):
     manifest, shards, _ = data
     few = manifest[(manifest["fold"] != 1) | (manifest["id"] == 1)]
     with pytest.raises(ValueError, match="training clips"):
-        train_fold(few, shards, 0, tmp_path, targets=TARGETS, settings=settings(epochs=1))
+        train_fold(few, shards, 0, tmp_path, targets=TARGETS, k_folds=2, settings=settings(epochs=1))
     assert not any(tmp_path.iterdir())
 
 
@@ -301,14 +302,14 @@ def test_mean_ensemble_of_one_run_is_that_run(tmp_path):
 def test_official_and_mix_schemes_through_train_fold(data, tmp_path):
     manifest, shards, _ = data
     quick = settings(epochs=3, fold_scheme="official")
-    metrics = train_fold(manifest, shards, 0, tmp_path / "official", targets=TARGETS, settings=quick)
+    metrics = train_fold(manifest, shards, 0, tmp_path / "official", targets=TARGETS, k_folds=2, settings=quick)
     oof = pd.read_csv(tmp_path / "official" / "oof.csv")
     val_ids = manifest.loc[manifest["split"] == "val", "id"]
     assert sorted(oof["id"]) == sorted(val_ids)
     assert metrics["train_clips"] == int((manifest["split"] == "train").sum()) - (EMPTY_LABELLED % 4 != 0)
-    mix = train_fold(manifest, shards, 0, tmp_path / "mix", targets=TARGETS,
+    mix = train_fold(manifest, shards, 0, tmp_path / "mix", targets=TARGETS, k_folds=2,
                      settings=settings(epochs=3, fold_scheme="mix"))
-    assert mix["oof_clips"] == 0 and np.isnan(mix["oof_mean_pearson"])
+    assert mix["oof_clips"] == 0 and np.isnan(mix["oof_score"]["mean"])
     assert mix["train_clips"] == int((manifest["split"] != "test").sum()) - 1
     assert len(pd.read_csv(tmp_path / "mix" / "test.csv")) == 10
 
@@ -319,16 +320,16 @@ def test_train_fold_resumes_after_a_kill(data, tmp_path):
     manifest, shards, _ = data
     quick = settings(epochs=4, model="tcn", model_params={"hidden": 16, "tcn_layers": 2, "dropout": 0.3},
                      scheduler="cosine")
-    train_fold(manifest, shards, 1, tmp_path / "ref", targets=TARGETS, settings=quick)
+    train_fold(manifest, shards, 1, tmp_path / "ref", targets=TARGETS, k_folds=2, settings=quick)
 
     def kill(epoch, history):
         if epoch == 1:
             raise Interrupted("SIGKILL stand-in")
 
     with pytest.raises(Interrupted):
-        train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, settings=quick, callback=kill)
+        train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, k_folds=2, settings=quick, callback=kill)
     assert (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "test.csv").exists()
-    train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, settings=quick)
+    train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, k_folds=2, settings=quick)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     for name in ("oof.csv", "test.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / name), pd.read_csv(tmp_path / "ref" / name))
@@ -363,10 +364,10 @@ def test_fused_backbones_through_train_fold(data, tmp_path):
     s = settings(model="fusion", epochs=12, lr=0.01,
                  model_params={"encoder": "tcn", "hidden": 16, "tcn_layers": 2, "fusion_dim": 16,
                                "modality_dropout": {"p_m": 0.9, "p_v": 0.5}, "sigmoid": True})
-    metrics = train_fold(manifest, grouped, 0, tmp_path / "fold0", targets=TARGETS, settings=s)
+    metrics = train_fold(manifest, grouped, 0, tmp_path / "fold0", targets=TARGETS, k_folds=2, settings=s)
     config = json.loads((tmp_path / "fold0" / "config.json").read_text())
     assert config["model_params"]["modality_dims"] == [D, 3] and config["input_dim"] == D + 3
     assert metrics["oof_clips_predicted"] == metrics["oof_clips"]  # the faceless clip has audio
-    assert metrics["oof_mean_pearson"] > 0.6  # the signal lives in the visual modality only
+    assert metrics["oof_score"]["mean"] > 0.6  # the signal lives in the visual modality only
     with pytest.raises(ValueError, match=r"\['video'\]"):
         shards_by_backbone([str(audio_path)], ["audio", "video"])

@@ -107,7 +107,8 @@ def test_per_frame_train_fold_learns_and_predicts_every_frame(tmp_path, task):
     s = TrainSettings(model="gru@2", task=task, loss="ccc" if task == "va" else "bce", epochs=30, lr=0.01,
                       batch_size=8, segment_length=20, segment_stride=20, seed=0,
                       model_params={"hidden": 32, "per_frame": True, "sigmoid": task == "au"})
-    metrics = train_fold(manifest, shards, 0, tmp_path / "fold0", targets=targets, settings=s, frame_labels=labels)
+    metrics = train_fold(manifest, shards, 0, tmp_path / "fold0", targets=targets, k_folds=2, settings=s,
+                         frame_labels=labels)
     oof = pd.read_csv(tmp_path / "fold0" / "oof.csv")
     test = pd.read_csv(tmp_path / "fold0" / "test.csv")
     assert list(oof.columns) == ["id", "frame", *targets]
@@ -137,7 +138,7 @@ def test_per_frame_task_without_frame_labels_is_refused(tmp_path):
     manifest, _, shards = _write(tmp_path, "va", list(VA_TARGETS), n_tracks=4, n_test=1)
     s = TrainSettings(model="gru@2", task="va", model_params={"per_frame": True})
     with pytest.raises(ValueError, match="frame_labels"):
-        train_fold(manifest, shards, 0, tmp_path / "x", targets=list(VA_TARGETS), settings=s)
+        train_fold(manifest, shards, 0, tmp_path / "x", targets=list(VA_TARGETS), k_folds=2, settings=s)
 
 
 def test_tracks_without_frame_rate_or_count_do_not_break_the_fold(tmp_path, caplog):
@@ -150,7 +151,8 @@ def test_tracks_without_frame_rate_or_count_do_not_break_the_fold(tmp_path, capl
     s = TrainSettings(model="gru@2", task="va", loss="ccc", epochs=2, batch_size=4, seed=0,
                       model_params={"hidden": 8, "per_frame": True})
     with caplog.at_level("WARNING", logger="affectflow.training.fold"):
-        metrics = train_fold(manifest, shards, 0, tmp_path / "f", targets=targets, settings=s, frame_labels=labels)
+        metrics = train_fold(manifest, shards, 0, tmp_path / "f", targets=targets, k_folds=2, settings=s,
+                             frame_labels=labels)
     assert any("without a usable frame rate" in r.message for r in caplog.records)
     oof = pd.read_csv(tmp_path / "f" / "oof.csv")
     test = pd.read_csv(tmp_path / "f" / "test.csv")

@@ -219,6 +219,23 @@ def test_settings_from_run_with_recipe_and_unknown_keys():
     assert (s.optimizer, s.scheduler, s.epochs, s.seed, s.batching) == ("adamw", "cosine", 2, 4, "bucket")
     with pytest.raises(ValueError, match="lr_decay"):
         settings_from_run({"model": "gru", "lr_decay": 0.1})
+    # the config's seed applies when the run sets none; without one, TrainSettings' own default
+    assert settings_from_run({"backbone": "v", "model": "gru"}, seed=9).seed == 9
+    assert settings_from_run({"backbone": "v", "model": "gru"}).seed == TrainSettings(model="gru").seed
+    # what the run reads (features, branches) is not a setting
+    branches = settings_from_run({"backbone": "v", "fuse_with": ["a"], "model": "fusion",
+                                  "init_branches": ["x", None], "freeze_branches": True})
+    assert branches.model == "fusion" and branches.model_params == {}
+
+
+def test_the_tasks_a_run_may_train_are_the_data_sets_and_the_generic_clip_task():
+    from affectflow.tasks import TASKS
+    from affectflow.training.settings import CLIP_TASKS, FRAME_TASKS
+
+    assert CLIP_TASKS == ("clip", "emi", "eri") and FRAME_TASKS == ("va", "au")
+    assert set(CLIP_TASKS + FRAME_TASKS) == {"clip", *TASKS}
+    with pytest.raises(ValueError, match="task 'xyz'; known: clip, emi, eri, va, au"):
+        TrainSettings(model="gru", task="xyz")
 
 
 # -- learning tests: a planted signal per model family -------------------------------------------

@@ -1,17 +1,16 @@
 # Paths, shard lists, config look-ups and the target list shared by every stage. The config is
 # validated with its schema's defaults filled in (Snakefile), so values are read by indexing.
 from affectflow.config import check_config
-from affectflow.config.faces import stage_options
 from affectflow.config.names import registered
-from affectflow.config.resources import estimate_clips_per_shard, job_resources
-from affectflow.config.runs import run_folds
-from affectflow.data import organiser_files
+from affectflow.config.resources import rule_resources
+from affectflow.config.runs import run_backbones, run_folds
+from affectflow.data import dataset_options, organiser_files
 from affectflow.features.signature import cached_feature_signature
 from affectflow.tasks import task_spec
 
-check_config(
-    config
-)  # names against the registries, feature entries, runs, branch inits
+# Names against the registries, feature entries, runs, branch inits; a bad value fails here,
+# before any job. The faces stage's options come back resolved.
+FACE_OPTIONS = check_config(config)
 
 DATASET = config["dataset"]
 DS = DATASET["name"]
@@ -27,19 +26,9 @@ SEED = config["train"]["seed"]
 ENSEMBLE = config["ensemble"]
 # Alternative ensembles of the same members (ensemble.compare), for the report's comparison.
 ENSEMBLE_COMPARE = [m for m in ENSEMBLE["compare"] if m != ENSEMBLE["method"]]
-# Faces stage options, resolved once and checked here: a bad value fails before any job.
-FACE_OPTIONS = stage_options(FACES, fps=config["media"]["fps"])
 # Per-job cpus (threads), mem_mb, runtime and gpu of the GPU and per-shard rules, scaled with
 # the clips a job handles (affectflow.config.resources); other rules take default-resources.
-CLIPS_PER_SHARD = estimate_clips_per_shard(DATASET, config.get("resources"))
-JOB = {
-    name: job_resources(
-        name,
-        config.get("resources", {}).get(name),
-        clips=CLIPS_PER_SHARD * (N_SHARDS if name == "train" else 1),
-    )
-    for name in ("media", "faces", "features", "train")
-}
+JOB = rule_resources(config)
 
 
 wildcard_constraints:
@@ -89,18 +78,11 @@ def feature_inputs(wildcards):
     return inputs
 
 
-def run_backbones(run):
-    """A run's backbone, those it is fused with (fuse_with), then its face-masked copies
-    (mask_augment, paper 004's data balancing)."""
-    settings = RUNS[run]
-    backbones = [settings["backbone"], *settings["fuse_with"]]
-    masked = settings.get("mask_augment", {}).values()
-    return backbones + [b for b in masked if b not in backbones]
-
-
 def run_feature_shards(wildcards):
     return expand(
-        rules.features.output.shard, backbone=run_backbones(wildcards.run), s=SHARDS
+        rules.features.output.shard,
+        backbone=run_backbones(RUNS[wildcards.run]),
+        s=SHARDS,
     )
 
 

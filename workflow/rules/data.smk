@@ -37,9 +37,7 @@ rule manifest:
     params:
         task=TASK.name,
         root=lambda wildcards: ROOT,
-        options={
-            k: DATASET[k] for k in ("test_list", "frame_tolerance") if k in DATASET
-        },
+        options=dataset_options(DATASET),
         n_shards=N_SHARDS,
         k_folds=K_FOLDS,
         seed=SEED,

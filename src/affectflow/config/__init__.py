@@ -14,8 +14,12 @@ from collections.abc import Mapping
 __all__ = ["check_config"]
 
 
-def check_config(config: Mapping) -> None:
-    """Every start-up check of a schema-validated config (defaults filled in)."""
+def check_config(config: Mapping) -> dict:
+    """Every start-up check of a schema-validated config (defaults filled in).
+
+    Returns the faces stage's options (:func:`affectflow.config.faces.stage_options`), resolved
+    once here, where building them checks them.
+    """
     from affectflow.config.faces import stage_options
     from affectflow.config.names import check_names
     from affectflow.config.runs import check_branch_inits, check_runs, without_branch_keys
@@ -25,4 +29,4 @@ def check_config(config: Mapping) -> None:
     check_feature_entries(config["features"])  # e.g. a face mask on an audio backbone
     check_runs(without_branch_keys(config["train"]), config["features"])
     check_branch_inits(config["train"], k_folds=config["train"]["k_folds"])
-    stage_options(config["faces"], fps=config["media"]["fps"])
+    return stage_options(config["faces"], fps=config["media"]["fps"])

@@ -15,7 +15,7 @@ from affectflow.training.recipes import resolve_run
 
 
 def registered(family: str) -> list[str]:
-    """The names registered in a family: ``detectors``, ``backbones``, ``models`` or ``ensemblers``."""
+    """The names registered in a family: ``detectors``, ``backbones``, ``models``, ``losses`` or ``ensemblers``."""
     package, registry = _FAMILIES[family]
     return declared_names(package, registry)
 
@@ -24,6 +24,8 @@ _FAMILIES = {
     "detectors": ("affectflow.faces", "DETECTORS"),
     "backbones": ("affectflow.features", "BACKBONES"),
     "models": ("affectflow.models", "MODELS"),
+    # the package, not the module affectflow.training.losses: declared_names reads a package's modules
+    "losses": ("affectflow.training", "LOSSES"),
     "ensemblers": ("affectflow.ensemble", "ENSEMBLERS"),
 }
 
@@ -33,7 +35,7 @@ class ConfigError(ValueError):
 
 
 def check_names(config: Mapping) -> None:
-    """Raise ConfigError for an unknown detector, backbone, model or ensemble member."""
+    """Raise ConfigError for an unknown detector, backbone, model, loss or ensemble member."""
     if "ground_truth" in config["dataset"] and config["dataset"]["task"] != "emi":
         raise ConfigError("dataset.ground_truth: the held-out score rule reads EMI labels (Filename + 6 emotions) "
                           f"only, not task {config['dataset']['task']!r}; remove the key")
@@ -41,7 +43,7 @@ def check_names(config: Mapping) -> None:
     detectors = registered("detectors")
     if detector not in detectors:
         raise ConfigError(f"faces.detector: unknown {detector!r}; known: {', '.join(detectors)}")
-    backbones, models = registered("backbones"), registered("models")
+    backbones, models, losses = registered("backbones"), registered("models"), registered("losses")
     for key, entry in config["features"].items():
         name = (entry or {}).get("backbone", key)  # an entry may alias a backbone: {backbone: name, ...}
         if name not in backbones:
@@ -53,11 +55,14 @@ def check_names(config: Mapping) -> None:
                 f"train.runs.{run}.backbone: {settings['backbone']!r} is not configured under features "
                 f"(configured: {', '.join(config['features']) or 'none'})"
             )
-        model = resolve_run(settings).get("model")  # the run's own, else its recipe's
+        resolved = resolve_run(settings)  # the run's own settings, else its recipe's
+        model = resolved.get("model")
         if model is None:
             raise ConfigError(f"train.runs.{run}: no model (set model, or a recipe that names one)")
         if model not in models:
             raise ConfigError(f"train.runs.{run}.model: unknown {model!r}; known: {', '.join(models)}")
+        if "loss" in resolved and resolved["loss"] not in losses:
+            raise ConfigError(f"train.runs.{run}.loss: unknown {resolved['loss']!r}; known: {', '.join(losses)}")
     ensemblers = registered("ensemblers")
     for method in [config["ensemble"]["method"], *config["ensemble"]["compare"]]:
         if method not in ensemblers:

@@ -3,10 +3,11 @@
 Jobs are per shard, so what a job needs grows with the clips in its shard: each of ``cpus``,
 ``mem_mb`` and ``runtime`` (minutes) is ``base + per_clip * clips``, rounded up and capped by its
 ``max_*``. The shard rules (media, faces, features) count the clips of one shard; ``train``
-reads every shard and counts all clips. ``gpu`` is the number of GPUs a job asks for (GPU rules
-default to 1; 0 sends the rule to CPU nodes). The Snakefile turns these into ``threads`` and
-``resources`` of the rules, which a cluster profile turns into sbatch options and ``--cores`` /
-``--resources gpu=N`` bound on one box.
+reads every shard and counts all clips (:func:`rule_resources`, which the workflow's
+``common.smk`` calls). ``gpu`` is the number of GPUs a job asks for (GPU rules default to 1; 0
+sends the rule to CPU nodes). The rules take these as their ``threads`` and ``resources``,
+which a cluster profile turns into sbatch options and ``--cores`` / ``--resources gpu=N`` bound
+on one box.
 
 The DAG is built before the manifest exists, so the clips per shard are estimated from the
 config: ``resources.clips_per_shard`` when given, else the demo's clip count, else the clips the
@@ -20,10 +21,12 @@ from collections.abc import Mapping
 
 from affectflow.config.schema import section_defaults
 
-__all__ = ["RULES", "estimate_clips_per_shard", "job_resources"]
+__all__ = ["READS_EVERY_SHARD", "RULES", "estimate_clips_per_shard", "job_resources", "rule_resources"]
 
 #: The rules whose requests scale with the clips a job handles (their defaults: the schema).
 RULES = ("media", "faces", "features", "train")
+#: The rules whose one job reads every shard (the others handle one shard each).
+READS_EVERY_SHARD = ("train",)
 SCALED = ("cpus", "mem_mb", "runtime")
 KEYS = frozenset({"gpu", *SCALED, *(f"{k}_per_clip" for k in SCALED), *(f"max_{k}" for k in SCALED)})
 FALLBACK_CLIPS_PER_SHARD = 100
@@ -53,6 +56,17 @@ def job_resources(rule: str, settings: Mapping | None = None, *, clips: int) -> 
             value = min(value, int(cap))
         out[key] = max(1, int(value))
     return out
+
+
+def rule_resources(config: Mapping) -> dict[str, dict[str, int]]:
+    """``{rule: {"gpu", "cpus", "mem_mb", "runtime"}}`` of one job of each of :data:`RULES`, for a
+    schema-validated ``config``: a shard rule's job handles one shard's clips
+    (:func:`estimate_clips_per_shard`), a rule of :data:`READS_EVERY_SHARD` all ``n_shards`` shards'."""
+    dataset, resources = config["dataset"], config.get("resources") or {}
+    per_shard = estimate_clips_per_shard(dataset, resources)
+    return {rule: job_resources(rule, resources.get(rule),
+                                clips=per_shard * (int(dataset["n_shards"]) if rule in READS_EVERY_SHARD else 1))
+            for rule in RULES}
 
 
 def estimate_clips_per_shard(dataset: Mapping, resources: Mapping | None = None) -> int:

@@ -25,7 +25,9 @@ Fold k of the fused run starts from fold k's ``model.pt`` of each named run
 if the named runs split the clips the same way, so they must share the fused run's fold scheme,
 fold count and (for seeded schemes) seed; this and the branch structure are checked by
 :func:`check_branch_inits`. The training job hands the checkpoints to the model with
-:func:`affectflow.training.branch_init.with_branch_checkpoints`.
+:func:`affectflow.training.branch_init.with_branch_checkpoints`, where the branch keys live.
+
+:func:`run_backbones` says which ``features`` keys a run reads (the train rule's inputs).
 """
 
 from __future__ import annotations
@@ -33,38 +35,48 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
-from affectflow.config.names import registered
 from affectflow.data.folds import n_folds
+from affectflow.training.branch_init import BRANCH_KEYS, BRANCH_PARAMS, branch_runs, check_freeze_needs_init
 from affectflow.training.recipes import resolve_run
 from affectflow.training.settings import settings_from_run
 
-__all__ = ["BRANCH_KEYS", "branch_model_paths", "branch_runs", "check_branch_inits", "check_mask_augment",
-           "check_runs", "run_folds", "without_branch_keys"]
+__all__ = ["branch_model_paths", "check_branch_inits", "check_mask_augment", "check_runs", "modality_backbones",
+           "run_backbones", "run_folds", "without_branch_keys"]
 
-#: Run keys of the branch inits, read by the workflow and the training job, not by the settings.
-BRANCH_KEYS = ("init_branches", "freeze_branches")
 _PROBE_WIDTH = 4  # input width per modality of the structure check (widths are not known at start)
+_PROBE_K = 2  # a fold count for checking a fold scheme's name (the count does not matter)
+
+
+def modality_backbones(run: Mapping) -> list[str]:
+    """The ``features`` keys a run fuses, one per modality: ``backbone``, then ``fuse_with``."""
+    return [run["backbone"], *run.get("fuse_with", [])]
+
+
+def run_backbones(run: Mapping) -> list[str]:
+    """Every ``features`` key a run reads, each once: :func:`modality_backbones`, then the
+    face-masked copies of its backbone (``mask_augment``, Deng et al. 2023, 004)."""
+    backbones = modality_backbones(run)
+    masked = resolve_run(run).get("mask_augment", {}).values()  # the run's own, else its recipe's
+    return backbones + [b for b in masked if b not in backbones]
 
 
 def run_folds(run: dict, k_folds: int) -> int:
     """How many fold jobs a config run makes: its fold scheme's count, else ``k_folds``."""
-    scheme = resolve_run(run).get("fold_scheme", "manifest")
+    scheme = settings_from_run(run).fold_scheme
     return k_folds if scheme == "manifest" else n_folds(scheme, k_folds)
 
 
 def check_runs(train_config: dict, features: dict | None = None) -> None:
-    """Fail at workflow start for a run with an unknown setting, recipe, model, fold scheme or
-    fused backbone (``fuse_with`` names missing from ``features``)."""
-    models = registered("models")  # read from the source: the model modules load torch
+    """Fail at workflow start for a run with an unknown setting, recipe, fold scheme or fused
+    backbone (``fuse_with`` names missing from ``features``). Model names are checked by
+    :func:`affectflow.config.names.check_names`."""
     for name, run in train_config["runs"].items():
         try:
             s = settings_from_run(run)
             if s.fold_scheme != "manifest":
-                n_folds(s.fold_scheme, 2)
+                n_folds(s.fold_scheme, _PROBE_K)
         except (KeyError, ValueError, TypeError) as err:
             raise ValueError(f"train.runs.{name}: {err}") from None
-        if s.model not in models:
-            raise ValueError(f"train.runs.{name}.model: unknown {s.model!r}; known: {', '.join(models)}")
         for other in run.get("fuse_with", []):
             if features is not None and other not in features:
                 raise ValueError(f"train.runs.{name}.fuse_with: {other!r} is not configured under features "
@@ -106,11 +118,6 @@ def without_branch_keys(train_config: Mapping) -> dict:
     return out
 
 
-def branch_runs(run: Mapping) -> list[str | None]:
-    """The run's ``init_branches`` (one run name or None per modality); [] when it has none."""
-    return list(run.get("init_branches") or [])
-
-
 def branch_model_paths(run: Mapping, train_dir: str, fold: int) -> list[str]:
     """Fold ``fold``'s ``model.pt`` of each run named in ``init_branches`` (nulls skipped), under
     ``train_dir`` (``results/<ds>/train``): the fused run's fold ``fold`` reads exactly these."""
@@ -119,8 +126,7 @@ def branch_model_paths(run: Mapping, train_dir: str, fold: int) -> list[str]:
 
 def _model_params(resolved: dict) -> dict:
     """A resolved run's ``model_params`` without the branch checkpoints the training job adds."""
-    return {k: v for k, v in resolved.get("model_params", {}).items()
-            if k not in ("branch_checkpoints", "freeze_branches")}
+    return {k: v for k, v in resolved.get("model_params", {}).items() if k not in BRANCH_PARAMS}
 
 
 def _probe_fusion(key: str, resolved: dict, n_modalities: int):
@@ -164,21 +170,20 @@ def _check_branch_fit(where: str, name: str, other: str, theirs: dict, fused, br
                          f"{name!r} ({fused.fusion} with its encoder params): {why}")
 
 
-def check_branch_inits(train_config: Mapping, *, k_folds: int = 2) -> None:
+def check_branch_inits(train_config: Mapping, *, k_folds: int) -> None:
     """Fail at workflow start, naming the key, for an ``init_branches`` that names an unknown run,
     a run on another backbone (or fused itself), the wrong number of entries, a run whose folds
     differ from the fused run's (its model would have seen the fold's out-of-fold clips), or a
-    run whose model does not fit the branch; and for ``freeze_branches`` without ``init_branches``."""
+    run whose model does not fit the branch; and for ``freeze_branches`` without ``init_branches``.
+    ``k_folds`` and ``train_config``'s ``seed`` are the config's, for runs that set none."""
     runs = train_config["runs"]
     for name, run in runs.items():
         key = f"train.runs.{name}.init_branches"
+        check_freeze_needs_init(run, f"train.runs.{name}.freeze_branches")
         if "init_branches" not in run:
-            if run.get("freeze_branches"):
-                raise ValueError(f"train.runs.{name}.freeze_branches: needs init_branches (the unimodal runs "
-                                 "whose trained branches are frozen)")
             continue
         names = run["init_branches"]
-        modalities = [run["backbone"], *run.get("fuse_with", [])]
+        modalities = modality_backbones(run)
         if not isinstance(names, list) or len(names) != len(modalities):
             raise ValueError(f"{key}: {names!r} must list one run (or null) per modality, "
                              f"{len(modalities)} for {modalities} (backbone, then fuse_with)")
@@ -186,7 +191,7 @@ def check_branch_inits(train_config: Mapping, *, k_folds: int = 2) -> None:
             raise ValueError(f"{key}: names no run (all null)")
         resolved = resolve_run(run)
         fused, dims = _probe_fusion(key, resolved, len(modalities))
-        scheme = resolved.get("fold_scheme", "manifest")
+        ours = settings_from_run(run, seed=train_config.get("seed"))
         for i, (other, backbone) in enumerate(zip(names, modalities, strict=True)):
             if other is None:
                 continue
@@ -196,18 +201,16 @@ def check_branch_inits(train_config: Mapping, *, k_folds: int = 2) -> None:
             if other == name:
                 raise ValueError(f"{where}: a run cannot initialise itself")
             source = runs[other]
-            if source["backbone"] != backbone or source.get("fuse_with"):
-                on = [source["backbone"], *source.get("fuse_with", [])]
-                raise ValueError(f"{where}: run {other!r} reads {on}, but modality {i} of {name!r} is "
-                                 f"{backbone!r}; name a run on backbone {backbone!r} alone")
-            theirs = resolve_run(source)
-            their_scheme = theirs.get("fold_scheme", "manifest")
-            same_seed = scheme == "manifest" or theirs.get("seed") == resolved.get("seed")
-            if (their_scheme != scheme or run_folds(source, k_folds) != run_folds(run, k_folds)
+            if modality_backbones(source) != [backbone]:
+                raise ValueError(f"{where}: run {other!r} reads {modality_backbones(source)}, but modality {i} of "
+                                 f"{name!r} is {backbone!r}; name a run on backbone {backbone!r} alone")
+            theirs = settings_from_run(source, seed=train_config.get("seed"))
+            same_seed = ours.fold_scheme == "manifest" or theirs.seed == ours.seed
+            if (theirs.fold_scheme != ours.fold_scheme or run_folds(source, k_folds) != run_folds(run, k_folds)
                     or not same_seed):
                 raise ValueError(
-                    f"{where}: run {other!r} splits the clips differently (fold_scheme {their_scheme!r}, "
-                    f"{run_folds(source, k_folds)} folds, seed {theirs.get('seed')}) from {name!r} "
-                    f"(fold_scheme {scheme!r}, {run_folds(run, k_folds)} folds, seed {resolved.get('seed')}): "
+                    f"{where}: run {other!r} splits the clips differently (fold_scheme {theirs.fold_scheme!r}, "
+                    f"{run_folds(source, k_folds)} folds, seed {theirs.seed}) from {name!r} "
+                    f"(fold_scheme {ours.fold_scheme!r}, {run_folds(run, k_folds)} folds, seed {ours.seed}): "
                     "its fold-k model would have seen fold k's out-of-fold clips")
-            _check_branch_fit(where, name, other, theirs, fused, i, dims[i])
+            _check_branch_fit(where, name, other, resolve_run(source), fused, i, dims[i])

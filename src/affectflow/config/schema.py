@@ -58,8 +58,12 @@ def with_defaults(config: Mapping) -> dict:
 
 
 def section_defaults(*path: str) -> dict:
-    """The defaults the schema gives the object at ``path`` (e.g. ``("resources", "faces")``)."""
+    """The defaults the schema gives the object at ``path`` (e.g. ``("resources", "faces")``).
+
+    A ``"*"`` in ``path`` stands for any key of a mapping (its ``additionalProperties``), e.g.
+    ``("features", "*")``: the defaults of every ``features`` entry.
+    """
     node = _schema()
     for key in path:
-        node = node["properties"][key]
+        node = node["additionalProperties"] if key == "*" else node["properties"][key]
     return {k: copy.deepcopy(v["default"]) for k, v in node.get("properties", {}).items() if "default" in v}

@@ -6,8 +6,8 @@ columns (clip tasks) or ``labels``, ``fps``, ``frames``, ``crops`` (per-frame ta
 :mod:`affectflow.data.emi`, :mod:`~affectflow.data.reaction` and
 :mod:`~affectflow.data.affwild2`; :func:`read_dataset` picks the reader by task, and
 :func:`organiser_files` / :func:`count_clips` say what each reader reads and how many clips
-it will find (:mod:`affectflow.data.readers`). :func:`write_manifest_job` is the workflow's
-manifest job.
+it will find, :func:`dataset_options` which reader options a config sets
+(:mod:`affectflow.data.readers`). :func:`write_manifest_job` is the workflow's manifest job.
 """
 
 from affectflow.data.affwild2 import read_affwild2_manifest, read_sample_frames
@@ -21,13 +21,14 @@ from affectflow.data.emi import (
 )
 from affectflow.data.manifest_job import write_manifest_job
 from affectflow.data.reaction import read_reaction_manifest
-from affectflow.data.readers import DATASET_OPTIONS, count_clips, organiser_files, read_dataset
+from affectflow.data.readers import DATASET_OPTIONS, count_clips, dataset_options, organiser_files, read_dataset
 
 __all__ = [
     "DATASET_OPTIONS",
     "MANIFEST_COLUMNS",
     "DatasetError",
     "count_clips",
+    "dataset_options",
     "frame_label_table",
     "organiser_files",
     "read_affwild2_manifest",

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from affectflow.data.affwild2_frames import check_task, parse_annotation
-from affectflow.data.emi import MANIFEST_COLUMNS, DatasetError, _where, data_rows
+from affectflow.data.emi import MANIFEST_COLUMNS, DatasetError, data_rows, location
 
 __all__ = [
     "CHALLENGE_DIRS",
@@ -124,20 +124,20 @@ def read_sample_frames(path: str | os.PathLike) -> pd.DataFrame:
         header = next(reader, None)
         if not header or header[0].strip() != "image_location":
             got = ",".join(header) if header else "an empty file"
-            raise DatasetError(f"{_where(path, 1)}: bad header {got!r}, expected image_location,...")
+            raise DatasetError(f"{location(path, 1)}: bad header {got!r}, expected image_location,...")
         for line, cells in data_rows(reader, len(header), path):
             match = _SAMPLE_RE.match(cells[0])
             if not match:
                 raise DatasetError(
-                    f"{_where(path, line)}: image_location {cells[0]!r} is not <video>/<frame>.jpg"
+                    f"{location(path, line)}: image_location {cells[0]!r} is not <video>/<frame>.jpg"
                 )
             name, frame = match.group(1), int(match.group(2))
             if frame < 1:
-                raise DatasetError(f"{_where(path, line)}: frame {frame} in {cells[0]!r}; frames start at 1")
+                raise DatasetError(f"{location(path, line)}: frame {frame} in {cells[0]!r}; frames start at 1")
             key = (name, frame)
             if key in seen:
                 raise DatasetError(
-                    f"{_where(path, line)}: duplicate image_location {cells[0]!r} (first seen on line {seen[key]})"
+                    f"{location(path, line)}: duplicate image_location {cells[0]!r} (first seen on line {seen[key]})"
                 )
             seen[key] = line
             names.append(name)
@@ -194,9 +194,10 @@ def _read_test_list(path: Path) -> list[tuple[int, str]]:
             if not name:
                 continue
             if "/" in name or "," in name or os.sep in name:
-                raise DatasetError(f"{_where(path, line)}: {name!r} is not a track name")
+                raise DatasetError(f"{location(path, line)}: {name!r} is not a track name")
             if name in seen:
-                raise DatasetError(f"{_where(path, line)}: duplicate track {name!r} (first seen on line {seen[name]})")
+                raise DatasetError(
+                    f"{location(path, line)}: duplicate track {name!r} (first seen on line {seen[name]})")
             seen[name] = line
             out.append((line, name))
     return out
@@ -268,8 +269,8 @@ def _test_tracks(root: Path, task: str, test_list: str | os.PathLike | None,
     tracks: list[tuple[str, str, Path | None]] = []
     for line, name in _read_test_list(test_path):
         if name in where:
-            raise DatasetError(f"{_where(test_path, line)}: test track {name!r} is also annotated in {where[name]}")
-        where[name] = _where(test_path, line)
+            raise DatasetError(f"{location(test_path, line)}: test track {name!r} is also annotated in {where[name]}")
+        where[name] = location(test_path, line)
         tracks.append((name, "test", None))
     return tracks
 
@@ -309,7 +310,7 @@ def _track_records(root: Path, task: str, tracks: list[tuple[str, str, Path | No
             n_lines = len(parse_annotation(labels, task))
             if frames and n_lines > frames + frame_tolerance:
                 raise DatasetError(
-                    f"{_where(labels, n_lines + 1)}: {n_lines} annotated frames but the video {media} has "
+                    f"{location(labels, n_lines + 1)}: {n_lines} annotated frames but the video {media} has "
                     f"{frames} frames (at most {frame_tolerance} more allowed)"
                 )
         crops = root / "cropped_aligned" / name

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.data.emi import DatasetError, _where, read_manifest
+from affectflow.data.emi import DatasetError, location, read_manifest
 from affectflow.runtime.atomic import atomic_path
-from affectflow.tasks import AU_TARGETS, VA_TARGETS
+from affectflow.tasks import TASKS, task_spec
 
 __all__ = [
     "INVALID",
@@ -29,10 +29,11 @@ __all__ = [
     "write_frame_labels",
 ]
 
+# The Aff-Wild2 tasks are the per-frame tasks of affectflow.tasks, which knows their targets and codes.
 #: the annotation columns of each task, in file order
-TARGETS: dict[str, tuple[str, ...]] = {"va": VA_TARGETS, "au": AU_TARGETS}
+TARGETS: dict[str, tuple[str, ...]] = {name: spec.targets for name, spec in TASKS.items() if spec.per_frame}
 #: the code an annotation writes for a frame without a valid label
-INVALID: dict[str, float] = {"va": -5.0, "au": -1.0}
+INVALID: dict[str, float] = {name: spec.invalid for name, spec in TASKS.items() if spec.per_frame}
 
 
 def check_task(task: str) -> str:
@@ -44,14 +45,15 @@ def check_task(task: str) -> str:
 
 def _check_value(value: float, cell: str, column: str, task: str, *, path: Path, line: int) -> None:
     if math.isnan(value) or math.isinf(value):
-        raise DatasetError(f"{_where(path, line)}: {cell!r} in column {column!r} is not a finite number")
-    if task == "va":
-        if value != -5.0 and not -1.0 <= value <= 1.0:
-            raise DatasetError(
-                f"{_where(path, line)}: {column} {cell!r} is outside [-1, 1] and not the invalid code -5"
-            )
-    elif value not in (0.0, 1.0, -1.0):
-        raise DatasetError(f"{_where(path, line)}: {column} {cell!r} is not 0, 1 or the invalid code -1")
+        raise DatasetError(f"{location(path, line)}: {cell!r} in column {column!r} is not a finite number")
+    spec = task_spec(task)
+    if not spec.binary:  # VA: a value in the task's range
+        if value != spec.invalid and not spec.low <= value <= spec.high:
+            raise DatasetError(f"{location(path, line)}: {column} {cell!r} is outside [{spec.low:g}, {spec.high:g}] "
+                               f"and not the invalid code {spec.invalid:g}")
+    elif value not in (spec.low, spec.high, spec.invalid):  # AU: absent, present or invalid
+        raise DatasetError(f"{location(path, line)}: {column} {cell!r} is not {spec.low:g}, {spec.high:g} "
+                           f"or the invalid code {spec.invalid:g}")
 
 
 def _slow_validate(lines: list[str], targets: tuple[str, ...], task: str, *, path: Path) -> None:
@@ -59,16 +61,16 @@ def _slow_validate(lines: list[str], targets: tuple[str, ...], task: str, *, pat
     for k, text in enumerate(lines[1:], start=2):
         if not text.strip():
             raise DatasetError(
-                f"{_where(path, k)}: blank line inside the annotation (line k+1 belongs to frame k)"
+                f"{location(path, k)}: blank line inside the annotation (line k+1 belongs to frame k)"
             )
         cells = [c.strip() for c in text.split(",")]
         if len(cells) != len(targets):
-            raise DatasetError(f"{_where(path, k)}: {len(cells)} fields, expected {len(targets)}")
+            raise DatasetError(f"{location(path, k)}: {len(cells)} fields, expected {len(targets)}")
         for cell, column in zip(cells, targets):
             try:
                 value = float(cell)
             except ValueError:
-                raise DatasetError(f"{_where(path, k)}: non-numeric value {cell!r} in column {column!r}") from None
+                raise DatasetError(f"{location(path, k)}: non-numeric value {cell!r} in column {column!r}") from None
             _check_value(value, cell, column, task, path=path, line=k)
 
 
@@ -91,7 +93,7 @@ def parse_annotation(path: Path, task: str) -> np.ndarray:
     header = [c.strip() for c in lines[0].split(",")] if lines else []
     if header != list(targets):
         got = ",".join(header) if lines else "an empty file"
-        raise DatasetError(f"{_where(path, 1)}: bad header {got!r}, expected exactly {','.join(targets)}")
+        raise DatasetError(f"{location(path, 1)}: bad header {got!r}, expected exactly {','.join(targets)}")
     body = lines[1:]
     if not body:
         return np.zeros((0, len(targets)), dtype=np.float64)
@@ -104,12 +106,12 @@ def parse_annotation(path: Path, task: str) -> np.ndarray:
     except (ValueError, pd.errors.ParserError):
         values = None
     ok = values is not None and values.shape == (len(body), len(targets)) and np.isfinite(values).all()
-    if ok:
-        invalid = INVALID[task]
-        if task == "va":
-            ok = bool(((np.abs(values) <= 1.0) | (values == invalid)).all())
+    if ok:  # the fast form of _check_value
+        spec = task_spec(task)
+        if not spec.binary:
+            ok = bool((((values >= spec.low) & (values <= spec.high)) | (values == spec.invalid)).all())
         else:
-            ok = bool(np.isin(values, (0.0, 1.0, invalid)).all())
+            ok = bool(np.isin(values, (spec.low, spec.high, spec.invalid)).all())
     if not ok:
         _slow_validate(lines, targets, task, path=path)
         raise DatasetError(f"{path}: malformed annotation file")  # the slow pass always names a line

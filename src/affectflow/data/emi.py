@@ -42,9 +42,13 @@ __all__ = [
     "INT_COLUMNS",
     "FLOAT_COLUMNS",
     "RAW_MEDIA_SUFFIXES",
+    "check_header",
     "count_clips",
     "count_raw_media",
+    "data_rows",
+    "location",
     "organiser_files",
+    "parse_label",
     "read_emi_manifest",
     "read_manifest",
     "write_manifest",
@@ -67,7 +71,8 @@ class DatasetError(ValueError):
     """A data set file is missing or malformed; the message names the file, row and reason."""
 
 
-def _where(path: Path, line: int | None = None) -> str:
+def location(path: Path, line: int | None = None) -> str:
+    """Where in a data set file an error is: ``path``, or ``path, line N`` (header = line 1)."""
     return f"{path}" if line is None else f"{path}, line {line}"
 
 
@@ -90,7 +95,7 @@ def check_header(path: Path, header: list[str], required: tuple[str, ...], *,
             parts.append(f"duplicated column(s) {duplicated}")
         expected = (f"{','.join(required)} (optional: {','.join(optional)})" if optional
                     else f"exactly {','.join(required)}")
-        raise DatasetError(f"{_where(path, 1)}: bad header: {'; '.join(parts)} (expected {expected})")
+        raise DatasetError(f"{location(path, 1)}: bad header: {'; '.join(parts)} (expected {expected})")
     return header
 
 
@@ -102,25 +107,25 @@ def data_rows(reader, width: int, path: Path):
         if not cells or all(not c.strip() for c in cells):
             continue  # blank line, e.g. a trailing empty line
         if len(cells) != width:
-            raise DatasetError(f"{_where(path, line)}: {len(cells)} fields, expected {width}")
+            raise DatasetError(f"{location(path, line)}: {len(cells)} fields, expected {width}")
         yield line, [c.strip() for c in cells]
 
 
-def _parse_label(cell: str, *, path: Path, line: int, column: str) -> float:
+def parse_label(cell: str, *, path: Path, line: int, column: str) -> float:
     """Parse one target value, which must be a finite number in [0, 1]."""
     if cell == "":
-        raise DatasetError(f"{_where(path, line)}: empty label in column {column!r}")
+        raise DatasetError(f"{location(path, line)}: empty label in column {column!r}")
     try:
         value = float(cell)
     except ValueError:
         raise DatasetError(
-            f"{_where(path, line)}: non-numeric label {cell!r} in column {column!r}"
+            f"{location(path, line)}: non-numeric label {cell!r} in column {column!r}"
         ) from None
     if math.isnan(value):
-        raise DatasetError(f"{_where(path, line)}: NaN label in column {column!r}")
+        raise DatasetError(f"{location(path, line)}: NaN label in column {column!r}")
     if not 0.0 <= value <= 1.0:
         raise DatasetError(
-            f"{_where(path, line)}: label {cell!r} in column {column!r} is outside [0, 1]"
+            f"{location(path, line)}: label {cell!r} in column {column!r} is outside [0, 1]"
         )
     return value
 
@@ -141,7 +146,7 @@ def _read_split_csv(path: Path) -> list[tuple[int, int, list[float]]]:
         header = next(reader, None)
         if header is None:
             raise DatasetError(
-                f"{_where(path, 1)}: file is empty, expected header {','.join(EMI_HEADER)}"
+                f"{location(path, 1)}: file is empty, expected header {','.join(EMI_HEADER)}"
             )
         header = check_header(path, header, EMI_HEADER)
         # Columns are matched by name, so a reordered header is read correctly.
@@ -150,17 +155,17 @@ def _read_split_csv(path: Path) -> list[tuple[int, int, list[float]]]:
             raw_id = cells[index[EMI_ID_COLUMN]]
             if not _ID_RE.match(raw_id):
                 raise DatasetError(
-                    f"{_where(path, line)}: {EMI_ID_COLUMN} {raw_id!r} is not a non-negative integer"
+                    f"{location(path, line)}: {EMI_ID_COLUMN} {raw_id!r} is not a non-negative integer"
                 )
             clip_id = int(raw_id)
             if clip_id in seen:
                 raise DatasetError(
-                    f"{_where(path, line)}: duplicate {EMI_ID_COLUMN} {clip_id} "
+                    f"{location(path, line)}: duplicate {EMI_ID_COLUMN} {clip_id} "
                     f"(first seen on line {seen[clip_id]})"
                 )
             seen[clip_id] = line
             targets = [
-                _parse_label(cells[index[t]], path=path, line=line, column=t) for t in EMI_TARGETS
+                parse_label(cells[index[t]], path=path, line=line, column=t) for t in EMI_TARGETS
             ]
             rows.append((line, clip_id, targets))
     return rows
@@ -223,13 +228,13 @@ def read_emi_manifest(root: str | os.PathLike) -> pd.DataFrame:
             if clip_id in first_seen:
                 other, other_line = first_seen[clip_id]
                 raise DatasetError(
-                    f"{_where(path, line)}: {EMI_ID_COLUMN} {clip_id} is also in "
-                    f"{_where(other, other_line)}; an id may belong to one split only"
+                    f"{location(path, line)}: {EMI_ID_COLUMN} {clip_id} is also in "
+                    f"{location(other, other_line)}; an id may belong to one split only"
                 )
             first_seen[clip_id] = (path, line)
             if clip_id not in media:
                 raise DatasetError(
-                    f"{_where(path, line)}: no media for {EMI_ID_COLUMN} {clip_id} "
+                    f"{location(path, line)}: no media for {EMI_ID_COLUMN} {clip_id} "
                     f"(expected {root / 'raw' / emi_media_name(clip_id)})"
                 )
             records.append(
@@ -316,7 +321,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
             row = int(bad[0])
             # line = row + 2: the header is line 1
             raise DatasetError(
-                f"{_where(path, row + 2)}: {col} {df[col].iloc[row]!r} is not an integer"
+                f"{location(path, row + 2)}: {col} {df[col].iloc[row]!r} is not an integer"
             )
         df[col] = df[col].astype("int64")
     for col in FLOAT_COLUMNS:
@@ -326,7 +331,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         bad = df.index[values.isna() & (df[col] != "")]
         if len(bad):
             row = int(bad[0])
-            raise DatasetError(f"{_where(path, row + 2)}: {col} {df[col].iloc[row]!r} is not a number")
+            raise DatasetError(f"{location(path, row + 2)}: {col} {df[col].iloc[row]!r} is not a number")
         df[col] = values.astype("float64")
     for col in df.columns:
         if col in MANIFEST_COLUMNS or col in STRING_COLUMNS or col in INT_COLUMNS or col in FLOAT_COLUMNS:

@@ -103,11 +103,12 @@ def _grouped(manifest: pd.DataFrame, rows: np.ndarray, k: int, seed: int) -> np.
     return assign_folds(part, k, seed=seed)["fold"].to_numpy()
 
 
-def make_folds(manifest: pd.DataFrame, scheme: str, *, k: int = 5, seed: int = 0) -> pd.DataFrame:
+def make_folds(manifest: pd.DataFrame, scheme: str, *, k: int, seed: int) -> pd.DataFrame:
     """Return a copy of ``manifest`` with the ``fold`` column of a paper's scheme.
 
     Test rows get ``TEST_FOLD`` (-1); labelled rows that every fold trains on get ``TRAIN_ONLY``
-    (-2). Groups (subjects) never straddle folds. See ``FOLD_SCHEMES`` for the schemes.
+    (-2). Groups (subjects) never straddle folds. See ``FOLD_SCHEMES`` for the schemes; ``k`` (the
+    config's ``train.k_folds``) is the fold count of ``grouped``, ``seed`` shuffles the groups.
     """
     count = n_folds(scheme, k)
     for col in ("id", "split", "subject"):

@@ -45,11 +45,11 @@ import pandas as pd
 from affectflow.data.emi import (
     MANIFEST_COLUMNS,
     DatasetError,
-    _parse_label,
-    _where,
     check_header,
     count_raw_media,
     data_rows,
+    location,
+    parse_label,
 )
 from affectflow.tasks import ERI_TARGETS
 
@@ -95,7 +95,7 @@ def _read_csv(
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
-            raise DatasetError(f"{_where(path, 1)}: file is empty, expected header {','.join(required)}")
+            raise DatasetError(f"{location(path, 1)}: file is empty, expected header {','.join(required)}")
         header = check_header(path, header, required, optional=optional)
         rows.extend(data_rows(reader, len(header), path))
     return {name: i for i, name in enumerate(header)}, rows
@@ -105,7 +105,7 @@ def _parse_file_id(cell: str, *, path: Path, line: int) -> int:
     match = _FILE_ID_RE.match(cell)
     if not match:
         raise DatasetError(
-            f"{_where(path, line)}: {ID_COLUMN} {cell!r} is not an integer in brackets such as '[16708]'"
+            f"{location(path, line)}: {ID_COLUMN} {cell!r} is not an integer in brackets such as '[16708]'"
         )
     return int(match.group(1) or match.group(2))
 
@@ -113,18 +113,18 @@ def _parse_file_id(cell: str, *, path: Path, line: int) -> int:
 def _parse_split(cell: str, *, path: Path, line: int) -> str:
     split = _SPLITS.get(cell.lower())
     if split is None:
-        raise DatasetError(f"{_where(path, line)}: unknown {SPLIT_COLUMN} {cell!r} (expected Train, Val or Test)")
+        raise DatasetError(f"{location(path, line)}: unknown {SPLIT_COLUMN} {cell!r} (expected Train, Val or Test)")
     return split
 
 
 def _targets(cells: list[str], index: dict[str, int], *, path: Path, line: int) -> list[float]:
-    return [_parse_label(cells[index[t]], path=path, line=line, column=t) for t in ERI_TARGETS]
+    return [parse_label(cells[index[t]], path=path, line=line, column=t) for t in ERI_TARGETS]
 
 
 def _check_duplicate(seen: dict[int, int], clip_id: int, *, path: Path, line: int) -> None:
     if clip_id in seen:
         raise DatasetError(
-            f"{_where(path, line)}: duplicate {ID_COLUMN} {clip_id} (first seen on line {seen[clip_id]})"
+            f"{location(path, line)}: duplicate {ID_COLUMN} {clip_id} (first seen on line {seen[clip_id]})"
         )
     seen[clip_id] = line
 
@@ -163,7 +163,7 @@ def _read_labels_partition(labels: Path, partition: Path) -> list[tuple[int, str
             targets = [np.nan] * len(ERI_TARGETS)
         elif clip_id not in label_of:
             raise DatasetError(
-                f"{_where(partition, line)}: {ID_COLUMN} {name} is in the {split} split but has no row in {labels}"
+                f"{location(partition, line)}: {ID_COLUMN} {name} is in the {split} split but has no row in {labels}"
             )
         else:
             l_line, l_cells = label_of[clip_id]
@@ -173,7 +173,7 @@ def _read_labels_partition(labels: Path, partition: Path) -> list[tuple[int, str
     if unlisted:
         line = label_of[unlisted[0]][0]
         raise DatasetError(
-            f"{_where(labels, line)}: {ID_COLUMN} {unlisted[0]} has labels but no row in {partition} "
+            f"{location(labels, line)}: {ID_COLUMN} {unlisted[0]} has labels but no row in {partition} "
             f"({len(unlisted)} such id(s))"
         )
     return out

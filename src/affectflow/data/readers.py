@@ -10,6 +10,7 @@ dispatches to :mod:`affectflow.data.emi`, :mod:`~affectflow.data.reaction` or
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -18,7 +19,7 @@ from affectflow.data.affwild2 import read_affwild2_manifest
 from affectflow.data.emi import MANIFEST_COLUMNS, read_emi_manifest
 from affectflow.data.reaction import read_reaction_manifest
 
-__all__ = ["DATASET_OPTIONS", "count_clips", "organiser_files", "read_dataset"]
+__all__ = ["DATASET_OPTIONS", "count_clips", "dataset_options", "organiser_files", "read_dataset"]
 
 #: keyword options each task's reader accepts through :func:`read_dataset`
 DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -33,6 +34,14 @@ def _check_task(task: str) -> str:
     if task not in DATASET_OPTIONS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(DATASET_OPTIONS)}")
     return task
+
+
+def dataset_options(dataset: Mapping) -> dict:
+    """The reader options (:data:`DATASET_OPTIONS`, of any task) that the config's ``dataset``
+    section sets, for :func:`read_dataset`: an option the task's reader does not take fails there,
+    naming it."""
+    every = dict.fromkeys(name for names in DATASET_OPTIONS.values() for name in names)
+    return {name: dataset[name] for name in every if name in dataset}
 
 
 def read_dataset(task: str, root: str | os.PathLike, **options) -> pd.DataFrame:

@@ -54,6 +54,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
+from affectflow.config.schema import section_defaults
 from affectflow.tasks import EMI_TARGETS
 
 __all__ = [
@@ -73,10 +74,11 @@ __all__ = [
     "plan_clips",
 ]
 
-#: the demo set's size, duration cap and seed when none is given
-DEFAULT_N_CLIPS = 72
-DEFAULT_MAX_DURATION_S = 20.0
-DEFAULT_SEED = 0
+#: the demo set's size, duration cap and seed when none is given: the config schema's ``dataset.demo``
+_DEMO_DEFAULTS = section_defaults("dataset", "demo")
+DEFAULT_N_CLIPS = int(_DEMO_DEFAULTS["n_clips"])
+DEFAULT_MAX_DURATION_S = float(_DEMO_DEFAULTS["max_duration_s"])
+DEFAULT_SEED = int(_DEMO_DEFAULTS["seed"])
 
 MOVIE_LOOP_S = 8.0  # movie-hello is 8.3 s; start offsets are drawn in [0, MOVIE_LOOP_S)
 

@@ -15,10 +15,13 @@ import copy
 import functools
 import json
 
+from affectflow.config.schema import section_defaults
 from affectflow.faces.masking import REGIONS
 from affectflow.features.registry import create_backbone
 
 TIMELINES = ("native", "frames")
+#: the timeline of an entry that sets none (the config schema's default)
+DEFAULT_TIMELINE = section_defaults("features", "*")["timeline"]
 SIGNATURE_KEYS = ("backbone", "timeline", "mask")
 RUNTIME_KEYS = ("batch_size", "num_workers", "device")
 
@@ -36,11 +39,11 @@ def backbone_signature(name: str, params: dict) -> dict:
 def split_entry(key: str, entry: dict) -> tuple[str, dict, str, dict]:
     """A config entry -> (registered name, backbone params, timeline, runtime options).
 
-    The ``mask`` stage key is checked and left out of all four (see :func:`entry_mask`).
+    The ``mask`` stage key is checked (:func:`check_mask`) and left out of all four.
     """
     entry = dict(entry or {})
     name = entry.pop("backbone", key)
-    timeline = entry.pop("timeline", "native")
+    timeline = entry.pop("timeline", DEFAULT_TIMELINE)
     if timeline not in TIMELINES:
         raise ValueError(f"features.{key}.timeline: {timeline!r}; options: {', '.join(TIMELINES)}")
     check_mask(f"features.{key}.mask", name, entry.pop("mask", None))
@@ -65,34 +68,20 @@ def check_mask(where: str, name: str, mask) -> None:
                          f"({'/'.join(REGIONS)} face masking, paper 004) applies to face-crop backbones only")
 
 
-def entry_mask(key: str, entry: dict) -> str | None:
-    """The ``mask`` stage key of config entry ``features.<key>`` (``upper``, ``lower`` or None),
-    checked: an unknown region or a backbone that does not read face crops (audio, imported
-    files) fails naming the key."""
-    entry = dict(entry or {})
-    mask = entry.get("mask")
-    check_mask(f"features.{key}.mask", entry.get("backbone", key), mask)
-    return mask
-
-
 def check_feature_entries(features: dict) -> None:
     """Fail at workflow start for a ``features`` entry whose stage keys cannot work (a ``mask`` on
-    an audio backbone, an unknown timeline), without building any backbone."""
+    an audio backbone, an unknown timeline), without building any backbone (:func:`split_entry`)."""
     for key, entry in (features or {}).items():
-        entry = dict(entry or {})
-        timeline = entry.get("timeline", "native")
-        if timeline not in TIMELINES:
-            raise ValueError(f"features.{key}.timeline: {timeline!r}; options: {', '.join(TIMELINES)}")
-        entry_mask(key, entry)
+        split_entry(key, entry)
 
 
 def feature_signature(key: str, entry: dict) -> dict:
     """The signature of config entry ``features.<key>``: the backbone's, plus its timeline and mask."""
-    name, params, timeline, _ = split_entry(key, entry)
+    name, params, timeline, _ = split_entry(key, entry)  # checks the timeline and the mask
     signature = backbone_signature(name, params)
-    if timeline != "native":  # left out when native, so existing signatures keep their value
+    if timeline != DEFAULT_TIMELINE:  # left out when native, so existing signatures keep their value
         signature["timeline"] = timeline
-    mask = entry_mask(key, entry)
+    mask = (entry or {}).get("mask")
     if mask is not None:  # likewise left out when unmasked
         signature["mask"] = mask
     return signature

@@ -26,7 +26,7 @@ import numpy as np
 from affectflow.faces.crop import decode_jpeg
 from affectflow.features.align import align_to_frames
 from affectflow.features.registry import create_backbone
-from affectflow.features.signature import TIMELINES, check_mask, runtime_options
+from affectflow.features.signature import DEFAULT_TIMELINE, TIMELINES, check_mask, runtime_options
 from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
 from affectflow.runtime.device import pick_device
 
@@ -174,7 +174,7 @@ def build_feature_shard(
     in_shard: str | os.PathLike,
     out_path: str | os.PathLike,
     *,
-    timeline: str = "native",
+    timeline: str = DEFAULT_TIMELINE,
     frames_shard: str | os.PathLike | None = None,
     batch_size: int | None = None,
     num_workers: int | None = None,
@@ -275,7 +275,7 @@ def write_feature_shard(key: str, entry: dict, signature: dict, source: str | os
     device: speed only, read from the entry so that they trigger no re-run)."""
     return build_feature_shard(
         signature["backbone"], dict(signature["params"]), source, out_path,
-        timeline=signature.get("timeline", "native"),
+        timeline=signature.get("timeline", DEFAULT_TIMELINE),  # feature_signature leaves the default out
         mask=signature.get("mask"),  # Deng et al. 2023 (004): one half of each crop blacked out
         frames_shard=frames_shard,
         **runtime_options(key, entry),

@@ -11,10 +11,10 @@ from torch import nn
 
 from affectflow.models import fusion, spatial, temporal  # noqa: F401  (register the models)
 from affectflow.models.blocks import masked_mean
-from affectflow.models.registry import MODELS
+from affectflow.models.registry import MODELS, takes_modality_dims
 from affectflow.models.temporal import GruRegressor
 
-__all__ = ["MODELS", "GruRegressor", "count_parameters", "create_model", "masked_mean"]
+__all__ = ["MODELS", "GruRegressor", "count_parameters", "create_model", "masked_mean", "takes_modality_dims"]
 
 
 def create_model(name: str, *, input_dim: int, output_dim: int, **params) -> nn.Module:

@@ -29,8 +29,8 @@ from affectflow.models.blocks import (
     masked_mean,
     modality_dropout,
 )
-from affectflow.models.registry import MODELS
-from affectflow.models.temporal import EncoderStack, SequenceModel, _head_options, build_encoder_stack
+from affectflow.models.registry import MODELS, multimodal
+from affectflow.models.temporal import EncoderStack, SequenceModel, build_encoder_stack, head_options
 from affectflow.training import checkpoints
 
 FUSIONS = ("early", "late_encoders", "late_predictions")
@@ -91,7 +91,7 @@ class FusionModel(nn.Module):
             raise ValueError(f"unknown fusion {fusion!r}; known: {', '.join(FUSIONS)}")
         self.dims = _check_dims(modality_dims, input_dim)
         self.fusion = fusion
-        head = _head_options(params)
+        head = head_options(params)
         self.per_frame = bool(head.get("per_frame", False))
         if modality_dropout is not None:
             if fusion == "late_predictions" or len(self.dims) != 2:
@@ -205,12 +205,14 @@ class FusionModel(nn.Module):
 
 
 @MODELS.register("fusion")
+@multimodal
 def create_fusion(*, input_dim: int, output_dim: int, **params) -> FusionModel:
     """A :class:`FusionModel` (``fusion``: early, late_encoders or late_predictions)."""
     return FusionModel(input_dim=input_dim, output_dim=output_dim, **params)
 
 
 @MODELS.register("dual_transformer")
+@multimodal
 def create_dual_transformer(*, input_dim: int, output_dim: int, **params) -> FusionModel:
     """004's Dual Transformer: a Transformer encoder per modality, encodings concatenated."""
     return FusionModel(input_dim=input_dim, output_dim=output_dim, fusion="late_encoders", encoder="transformer",
@@ -218,6 +220,7 @@ def create_dual_transformer(*, input_dim: int, output_dim: int, **params) -> Fus
 
 
 @MODELS.register("cross_attention_transformer")
+@multimodal
 class CrossAttentionTransformer(nn.Module):
     """004's CrossAttention+Transformer: each modality attends to the other, then a joint Transformer."""
 
@@ -227,7 +230,7 @@ class CrossAttentionTransformer(nn.Module):
         self.dims = _check_dims(modality_dims, input_dim)
         if len(self.dims) != 2:
             raise ValueError(f"cross attention needs exactly two modalities, got modality_dims={modality_dims}")
-        head = _head_options(params)
+        head = head_options(params)
         self.per_frame = bool(head.get("per_frame", False))
         if params:
             raise TypeError(f"cross_attention_transformer: unknown parameter(s) {sorted(params)}")

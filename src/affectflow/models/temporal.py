@@ -83,7 +83,8 @@ class SequenceModel(nn.Module):
         return (y, new_state) if return_state else y
 
 
-def _head_options(params: dict) -> dict:
+def head_options(params: dict) -> dict:
+    """The pooling and head options of a model's ``params``, removed from ``params``."""
     keys = ("pooling", "head_hidden", "head_dropout", "head_activation", "sigmoid", "per_frame")
     return {k: params.pop(k) for k in keys if k in params}
 
@@ -123,7 +124,7 @@ def _factory(name: str, build_encoders):
 
     def create(*, input_dim: int, output_dim: int, **params) -> SequenceModel:
         params = dict(params)
-        head = _head_options(params)
+        head = head_options(params)
         encoders = build_encoders(input_dim, params)
         params.pop("dropout", None)
         _reject_unknown(name, params)

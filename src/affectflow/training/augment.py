@@ -8,7 +8,7 @@ stage's ``mask`` key) and whose labels follow :func:`mask_copy_labels`.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -52,39 +52,26 @@ def mask_copy_labels(y: np.ndarray, targets: list[str], region: str) -> np.ndarr
     return out
 
 
-def masked_shard_layouts(shard_paths: ShardPaths,
-                         mask_augment: dict[str, str]) -> dict[str, list[str] | dict[str, list[str]]]:
-    """For each region of ``mask_augment``, ``shard_paths`` with the run's own backbone (the list,
-    or the dict's first entry) swapped for its masked copy; fused backbones stay.
-
-    The masked copy's shards are found beside the backbone's, in the features stage's layout
-    ``.../features/<features key>/shard-<s>.h5``; a missing one fails naming it.
-    """
-    own = list(next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths)
-    layouts = {}
-    for region, key in mask_augment.items():
-        paths = [str(Path(p).parent.parent / key / Path(p).name) for p in own]
-        missing = [p for p in paths if not Path(p).exists()]
-        if missing:
-            raise FileNotFoundError(f"mask_augment.{region}: no feature shard(s) {missing} of the masked copy {key!r}")
-        if isinstance(shard_paths, dict):
-            rest = list(shard_paths.items())[1:]
-            layouts[region] = {key: paths, **{b: list(p) for b, p in rest}}
-        else:
-            layouts[region] = paths
-    return layouts
+def masked_layouts(shard_paths: dict[str, list[str]], grouped: Mapping[str, list[str]],
+                   mask_augment: Mapping[str, str]) -> dict[str, dict[str, list[str]]]:
+    """For each region of ``mask_augment``, ``shard_paths`` ({backbone: shards}, the run's own
+    backbone first) with the run's own backbone swapped for its masked copy, whose shards are
+    ``grouped[<features key>]``; fused backbones stay."""
+    fused = list(shard_paths)[1:]
+    return {region: {key: list(grouped[key]), **{b: list(shard_paths[b]) for b in fused}}
+            for region, key in mask_augment.items()}
 
 
-def masked_copies(s: TrainSettings, shard_paths: ShardPaths, masked_shards: dict[str, ShardPaths] | None,
+def masked_copies(s: TrainSettings, masked_shards: dict[str, ShardPaths] | None,
                   train_ids: list[int], dims: list[int] | None, width: int, by_id: pd.DataFrame, labels_of: dict,
                   targets: list[str], *, mean: np.ndarray, std: np.ndarray
                   ) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
     """The masked copies of a fold's training tracks: (region, track id, features normalised with
     ``mean`` and ``std``, labels) per kept copy; [] when ``s.mask_augment`` is empty.
 
-    ``masked_shards`` gives each region's shards laid out like ``shard_paths`` (default:
-    :func:`masked_shard_layouts`); ``labels_of`` holds each track's (frames, values) labels and
-    ``by_id`` the manifest by id (for the frame rate).
+    ``masked_shards`` gives each region's shards laid out like the run's (see
+    :func:`masked_layouts`); ``labels_of`` holds each track's (frames, values) labels and ``by_id``
+    the manifest by id (for the frame rate).
     """
     from affectflow.faces.masking import REGIONS
 
@@ -92,10 +79,11 @@ def masked_copies(s: TrainSettings, shard_paths: ShardPaths, masked_shards: dict
         return []
     if s.task != "au":
         raise ValueError(f"mask_augment (paper 004's face-masked copies) is for task au, not {s.task!r}")
-    layouts = masked_shards if masked_shards is not None else masked_shard_layouts(shard_paths, s.mask_augment)
-    missing = sorted(set(s.mask_augment) - set(layouts))
+    layouts = masked_shards or {}
+    missing = {region: key for region, key in s.mask_augment.items() if region not in layouts}
     if missing:
-        raise ValueError(f"mask_augment names region(s) {missing} but masked_shards has only {sorted(layouts)}")
+        raise ValueError(f"mask_augment {missing}: no masked_shards for the region(s) (masked_shards has "
+                         f"{sorted(layouts)}); the training job passes the masked copies' feature shards")
     copies = []
     for region in (r for r in REGIONS if r in s.mask_augment):
         sequences, times, masked_dims = load_timed(layouts[region])

@@ -8,7 +8,6 @@ training rule's one call, from paths and config values.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -20,15 +19,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from affectflow.config.runs import modality_backbones, run_backbones
 from affectflow.data import read_manifest
-from affectflow.data.folds import TRAIN_ONLY, make_folds
-from affectflow.models import MODELS
+from affectflow.data.folds import LABELLED_SPLITS, TEST_FOLD, TRAIN_ONLY, make_folds
+from affectflow.models import takes_modality_dims
 from affectflow.runtime.atomic import atomic_path, write_text_atomic
 from affectflow.runtime.device import pick_device
 from affectflow.scoring import score_arrays
 from affectflow.tasks import TASKS, task_spec
 from affectflow.training import checkpoints
-from affectflow.training.augment import masked_copies
+from affectflow.training.augment import masked_copies, masked_layouts
 from affectflow.training.batching import subsample
 from affectflow.training.branch_init import with_branch_checkpoints
 from affectflow.training.frames import frame_targets, frames_at_steps, steps_for_frames
@@ -40,14 +40,15 @@ log = logging.getLogger(__name__)
 
 
 def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_dir: str | os.PathLike, *,
-               targets: list[str], settings: TrainSettings, k_folds: int | None = None,
+               targets: list[str], settings: TrainSettings, k_folds: int,
                frame_labels: pd.DataFrame | None = None, metric: str | None = None,
                callback: Callable[[int, dict], None] | None = None,
                masked_shards: dict[str, ShardPaths] | None = None) -> dict:
     """Train on the labelled clips outside ``fold``; predict ``fold`` (out-of-fold) and the test clips.
 
     Folds come from the manifest's ``fold`` column, or from ``settings.fold_scheme`` (see
-    :func:`affectflow.data.folds.make_folds`) when it is not ``"manifest"``. Clips whose feature array is
+    :func:`affectflow.data.folds.make_folds`, with ``k_folds``, the config's ``train.k_folds``) when
+    it is not ``"manifest"``. Clips whose feature array is
     empty (no face, no audio) get no prediction (NaN) from this run; fusion and the submission
     writer decide what they get. A ``checkpoint.pt`` in ``out_dir`` lets a killed run resume; it is
     removed when the fold is complete. ``shard_paths`` as a dict {backbone: shards} (two or more)
@@ -65,10 +66,9 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     training track (not the held-out validation tracks, never OOF or test), a copy whose visual
     features come from the face-masked shards of the same backbone (same timeline) and whose labels
     follow :func:`~affectflow.training.augment.mask_copy_labels`. ``masked_shards`` gives each
-    region's shards laid out like ``shard_paths`` (default: beside the backbone's, see
-    :func:`~affectflow.training.augment.masked_shard_layouts`); with fused backbones only the run's
-    own backbone is swapped, the fused ones stay. The feature normalisation is computed on the
-    original tracks only.
+    region's shards laid out like ``shard_paths`` (see :func:`~affectflow.training.augment.masked_layouts`;
+    :func:`train_fold_job` passes them); with fused backbones only the run's own backbone is swapped,
+    the fused ones stay. The feature normalisation is computed on the original tracks only.
     """
     per_frame = settings.task in FRAME_TASKS
     if per_frame and frame_labels is None:
@@ -76,16 +76,16 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     metric = metric or (TASKS[settings.task].metric if settings.task in TASKS else "pearson")
     out_dir = Path(out_dir)
     if settings.fold_scheme != "manifest":
-        manifest = make_folds(manifest, settings.fold_scheme, k=k_folds or 5, seed=settings.seed)
+        manifest = make_folds(manifest, settings.fold_scheme, k=k_folds, seed=settings.seed)
     tracks = _load_tracks(manifest, shard_paths, targets, frame_labels if per_frame else None)
     settings = _with_modality_dims(settings, tracks.dims)  # what config.json records (the run's seed)
-    labelled = manifest[manifest["split"].isin(("train", "val")) & (manifest["fold"] != -1)]
+    labelled = manifest[manifest["split"].isin(LABELLED_SPLITS) & (manifest["fold"] != TEST_FOLD)]
     fit_ids = _fit_ids(labelled, fold, tracks)
     s = dataclasses.replace(settings, seed=settings.seed + fold)  # each fold its own seed
     train_ids, val_ids = _holdout(fit_ids, s.val_fraction, s.seed)
 
     mean, std = mean_std([tracks.sequences[i] for i in train_ids])
-    copies = masked_copies(s, shard_paths, masked_shards, train_ids, tracks.dims, len(mean), tracks.by_id,
+    copies = masked_copies(s, masked_shards, train_ids, tracks.dims, len(mean), tracks.by_id,
                            tracks.labels_of, targets, mean=mean, std=std)
     tracks.normalise(mean, std)
     device = pick_device(s.device)
@@ -112,9 +112,6 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
                **_history_metrics(history), "device": device}
     if s.mask_augment:
         metrics["mask_copies"] = {r: sum(c[0] == r for c in copies) for r in s.mask_augment}
-    if metric == "pearson":  # the EMI/ERI names the skeleton's readers know
-        metrics["oof_pearson"] = metrics["oof_score"]["per_target"]
-        metrics["oof_mean_pearson"] = metrics["oof_score"]["mean"]
     _write_fold(out_dir, oof, test, model, mean, std, {**asdict(settings), "targets": targets,
                                                        "input_dim": int(len(mean))}, metrics)
     return metrics
@@ -127,25 +124,30 @@ def train_fold_job(manifest: str | os.PathLike, feature_shards: Iterable[str | o
     """Train fold ``fold`` of a config ``run`` on data set task ``task``: what the training rule runs.
 
     Reads the manifest and (per-frame tasks) the frame label table ``frame_labels`` (csv), groups
-    ``feature_shards`` by the run's backbones (``backbone``, then ``fuse_with``), hands this fold's
-    unimodal models ``branch_models`` (:func:`affectflow.config.runs.branch_model_paths`) to the
-    fusion model's branches, and calls :func:`train_fold` with the run's settings, the task's
+    ``feature_shards`` by the run's features keys (:func:`affectflow.config.runs.run_backbones`:
+    ``backbone``, ``fuse_with``, then the face-masked copies of ``mask_augment``), hands this
+    fold's unimodal models ``branch_models`` (:func:`affectflow.config.runs.branch_model_paths`) to
+    the fusion model's branches, and calls :func:`train_fold` with the run's settings, the task's
     targets and metric. ``seed`` is the config's, used when the run sets none.
     """
     spec = task_spec(task)
     run = {"task": spec.name, **run}  # the data set's task unless the run says
     # init_branches (Yu et al. 2023, 001): this fold's unimodal models go to the fusion model's branches
     run = with_branch_checkpoints(run, [str(p) for p in branch_models])
+    settings = settings_from_run(run, seed=seed)
+    grouped = shards_by_backbone(list(feature_shards), run_backbones(run))
+    shard_paths = {b: grouped[b] for b in modality_backbones(run)}
     return train_fold(
         read_manifest(manifest),
-        shards_by_backbone(list(feature_shards), [run["backbone"], *run.get("fuse_with", [])]),
+        shard_paths,
         int(fold),
         Path(out_dir),
         targets=list(spec.targets),
-        settings=settings_from_run(run, seed=seed),
+        settings=settings,
         k_folds=k_folds,
         frame_labels=pd.read_csv(frame_labels) if frame_labels else None,
         metric=spec.metric,
+        masked_shards=masked_layouts(shard_paths, grouped, settings.mask_augment) or None,
     )
 
 
@@ -210,15 +212,9 @@ def _load_tracks(manifest: pd.DataFrame, shard_paths: ShardPaths, targets: list[
 
 def _with_modality_dims(settings: TrainSettings, dims: list[int] | None) -> TrainSettings:
     """Fused backbones give a fusion model its ``modality_dims`` from the data unless the run sets them."""
-    if dims is not None and "modality_dims" not in settings.model_params and _takes_modality_dims(settings.model):
+    if dims is not None and "modality_dims" not in settings.model_params and takes_modality_dims(settings.model):
         return dataclasses.replace(settings, model_params={**settings.model_params, "modality_dims": dims})
     return settings
-
-
-def _takes_modality_dims(model: str) -> bool:
-    """Whether the registered model ``model`` takes per-modality widths."""
-    return "modality_dims" in inspect.signature(MODELS.get(model)).parameters or model in (
-        "fusion", "dual_transformer")
 
 
 def _fit_ids(labelled: pd.DataFrame, fold: int, tracks: FoldTracks) -> list[int]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 
 from affectflow.registry import Registry
+from affectflow.tasks import task_spec
+from affectflow.training.settings import CLIP_TASKS, FRAME_TASKS
 
 LOSSES: Registry = Registry("loss")
 
@@ -130,15 +132,13 @@ def _no_params(name: str, params: dict) -> None:
 
 
 def label_mask(target: torch.Tensor, task: str) -> torch.Tensor:
-    """Validity of each label element: VA frames with -5 and AU frames with any -1 are invalid,
-    as are NaN labels (clip tasks with a missing value)."""
+    """Validity of each label element: NaN labels are invalid (clip tasks with a missing value); a
+    per-frame task's frame is invalid as a whole when one of its labels is NaN or the task's invalid
+    code (:attr:`affectflow.tasks.TaskSpec.invalid`: -5 VA, -1 AU)."""
     valid = torch.isfinite(target)
-    if task == "va":
-        valid &= target != -5
-        return valid.all(-1, keepdim=True).expand_as(target)
-    if task == "au":
-        valid &= target != -1
-        return valid.all(-1, keepdim=True).expand_as(target)
-    if task in ("emi", "eri", "clip"):
+    if task in CLIP_TASKS:
         return valid
-    raise ValueError(f"unknown task {task!r}; known: emi, eri, clip, va, au")
+    if task not in FRAME_TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(CLIP_TASKS + FRAME_TASKS)}")
+    valid &= target != task_spec(task).invalid
+    return valid.all(-1, keepdim=True).expand_as(target)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from affectflow.tasks import TASKS
+from affectflow.training.branch_init import BRANCH_KEYS
 from affectflow.training.recipes import resolve_run
 
-CLIP_TASKS = ("clip", "emi", "eri")
-FRAME_TASKS = ("va", "au")
+#: a clip task of any targets (the data sets' clip tasks are those of affectflow.tasks)
+GENERIC_CLIP_TASK = "clip"
+CLIP_TASKS = (GENERIC_CLIP_TASK, *(name for name, spec in TASKS.items() if not spec.per_frame))
+FRAME_TASKS = tuple(name for name, spec in TASKS.items() if spec.per_frame)
 #: Keys of a config run that say what the run reads (its features, its branches), not how it trains.
-NON_TRAINING_KEYS = ("backbone", "fuse_with", "init_branches", "freeze_branches")
+NON_TRAINING_KEYS = ("backbone", "fuse_with", *BRANCH_KEYS)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class TrainSettings:
     batch_size: int = 16
     max_steps: int = 64  # clip tasks: longer clips are subsampled uniformly to this many steps
     seed: int = 0
-    task: str = "clip"  # clip (EMI, ERI) or per frame: va, au
+    task: str = GENERIC_CLIP_TASK  # a clip task (clip, emi, eri) or per frame: va, au
     loss: str = "mse"
     loss_params: dict = field(default_factory=dict)
     optimizer: str = "adam"
@@ -70,8 +74,10 @@ def _check_mask_augment(mask_augment) -> None:
                          "(either or both), each the run's backbone with that mask")
 
 
-def settings_from_run(run: dict, *, seed: int = 0) -> TrainSettings:
-    """TrainSettings from a config run (its recipe underneath); ``backbone`` is not a setting."""
+def settings_from_run(run: dict, *, seed: int | None = None) -> TrainSettings:
+    """TrainSettings from a config run (its recipe underneath); :data:`NON_TRAINING_KEYS` are not
+    settings. ``seed`` (the config's ``train.seed``) applies when neither the run nor its recipe sets
+    one; without it, :class:`TrainSettings`' own default does."""
     resolved = resolve_run(run)
     for key in NON_TRAINING_KEYS:
         resolved.pop(key, None)
@@ -79,4 +85,6 @@ def settings_from_run(run: dict, *, seed: int = 0) -> TrainSettings:
     unknown = sorted(set(resolved) - known)
     if unknown:
         raise ValueError(f"unknown run setting(s) {unknown}; known: {', '.join(sorted(known))}")
-    return TrainSettings(**{**resolved, "seed": resolved.get("seed", seed)})
+    if seed is not None:
+        resolved.setdefault("seed", seed)
+    return TrainSettings(**resolved)
