@@ -4,6 +4,8 @@ Builds the organisers' layout (split csvs and empty raw/ files) in a temporary d
 ``snakemake --dry-run`` with a production-like config and reports its wall time and job count.
 It repeats the dry run with 1,000 clips (the job count must not change: jobs are per shard)
 and with twice the shards (the job count must grow). Target: dry run under 15 s on 2 cores.
+It also times the data set's listing alone (``affectflow.data.listing.read_listing``: the split
+files read, ``raw/`` listed, one ``stat`` per clip for its fingerprint), which every DAG build pays.
 
     python bench/dag_scale.py            # last line: JSON with clips, jobs, dry_run_s, ...
 """
@@ -24,6 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from affectflow.data.listing import read_listing  # noqa: E402
 from affectflow.tasks import EMI_HEADER, emi_media_name  # noqa: E402
 
 TARGET_S = 15.0
@@ -85,6 +88,10 @@ def main() -> None:
         seconds, jobs = dry_run(tmp / "w1", tmp / "full", 64)
         _, jobs_small = dry_run(tmp / "w2", tmp / "small", 64)
         _, jobs_double = dry_run(tmp / "w3", tmp / "full", 128)
+        started = time.perf_counter()
+        listed = len(read_listing("emi", tmp / "full", n_shards=64).clips)
+        listing_s = time.perf_counter() - started
+    print(f"listing of {listed} clips (split files, raw/, one stat each): {listing_s:.2f} s")
     print(f"{clips} clips, 64 shards: {jobs} jobs, dry run {seconds:.1f} s (target < {TARGET_S:.0f} s)")
     print(f"{small} clips, 64 shards: {jobs_small} jobs; {clips} clips, 128 shards: {jobs_double} jobs")
     result = {
@@ -97,6 +104,7 @@ def main() -> None:
         "ratio_vs_target": round(seconds / TARGET_S, 3),
         "jobs_with_1000_clips": jobs_small,
         "jobs_with_128_shards": jobs_double,
+        "listing_s": round(listing_s, 3),
     }
     print(json.dumps(result))
 

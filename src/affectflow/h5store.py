@@ -2,10 +2,16 @@
 
 Every stage (media, faces, features) writes its per-clip arrays this way, with per-clip
 attributes for QC (``qc_status``, ``qc_reason``) and file attributes describing what produced it.
+
+Every read goes through :func:`open_shard` and :func:`shard_errors`: a shard that cannot be read
+(a truncated copy, overwritten bytes, a disk error) raises
+:class:`~affectflow.runtime.cache_errors.DamagedCacheError`, which names the file, the clip being
+read, what is wrong and the command that rebuilds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,6 +21,11 @@ import h5py
 import numpy as np
 
 from affectflow.runtime.atomic import atomic_path
+from affectflow.runtime.cache_errors import DamagedCacheError, cache_error
+
+# What h5py raises on a damaged file: OSError (open, read), KeyError (an entry's header is
+# unreadable or absent), RuntimeError (a damaged B-tree while listing a group).
+H5_READ_ERRORS = (OSError, KeyError, RuntimeError)
 
 
 def _attr_value(value: Any) -> Any:
@@ -74,9 +85,31 @@ class ShardWriter:
         self.close(failed=exc_type is not None)
 
 
+@contextlib.contextmanager
+def shard_errors(path: str | os.PathLike, clip_id: str | None = None) -> Iterator[None]:
+    """Turn h5py's errors inside the block, reading ``path`` (its clip ``clip_id``), into
+    :class:`DamagedCacheError` (a missing file: ``MissingCacheError``).
+
+    A ``PermissionError`` passes unchanged: the file may be fine, and h5py's message names it.
+    """
+    try:
+        yield
+    except (DamagedCacheError, PermissionError):
+        raise
+    except H5_READ_ERRORS as err:
+        raise cache_error(path, err, clip_id=clip_id) from err
+
+
+def open_shard(path: str | os.PathLike) -> h5py.File:
+    """``path`` opened read-only (close it, or use it as a context manager); a file that is
+    missing or cannot be opened raises :class:`DamagedCacheError` naming it."""
+    with shard_errors(path):
+        return h5py.File(path, "r")
+
+
 def read_file_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """The file-level attributes of a shard."""
-    with h5py.File(path, "r") as h5:
+    with open_shard(path) as h5, shard_errors(path):
         return {key: _decode(value) for key, value in h5.attrs.items()}
 
 
@@ -93,17 +126,29 @@ def iter_clips(path: str | os.PathLike, names: Sequence[str] | None = None
     """Yield ``(clip_id, arrays, attrs)`` for every clip of a shard, in file order.
 
     ``names``: read only these datasets of each clip (those present), e.g. the timestamps of a
-    faces shard without its crops; None reads them all.
+    faces shard without its crops; None reads them all. A clip that cannot be read raises
+    :class:`DamagedCacheError` naming the shard and the clip.
     """
-    with h5py.File(path, "r") as h5:
-        for clip_id, group in h5["clips"].items():
-            arrays = {}
-            for name, data in group.items():
-                if names is not None and name not in names:
-                    continue
-                if data.dtype.kind == "O":  # vlen bytes: encoded images
-                    arrays[name] = [bytes(item) for item in data[()]]
-                else:
-                    arrays[name] = data[()]
-            attrs = {key: _decode(value) for key, value in group.attrs.items()}
-            yield clip_id, arrays, attrs
+    with open_shard(path) as h5:
+        with shard_errors(path):
+            clips = h5["clips"]
+            clip_ids = list(clips)
+        for clip_id in clip_ids:
+            with shard_errors(path, clip_id):
+                arrays, attrs = _read_clip(clips[clip_id], names)
+            yield clip_id, arrays, attrs  # outside shard_errors: the caller's errors stay its own
+
+
+def _read_clip(group: h5py.Group, names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    # Entries are opened by name: h5py's ``items()`` gives None for one whose header is damaged.
+    arrays = {}
+    for name in list(group):
+        if names is not None and name not in names:
+            continue
+        data = group[name]
+        if data.dtype.kind == "O":  # vlen bytes: encoded images
+            arrays[name] = [bytes(item) for item in data[()]]
+        else:
+            arrays[name] = data[()]
+    attrs = {key: _decode(value) for key, value in group.attrs.items()}
+    return arrays, attrs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import av
@@ -209,7 +210,7 @@ def media_clip(
 
 def build_media_shard(
     manifest: pd.DataFrame,
-    shard: int,
+    shard: int | str,
     out_path: str | os.PathLike,
     *,
     sample_rate: int,
@@ -221,7 +222,7 @@ def build_media_shard(
     A clip that cannot be read gets a QC row (status, reason, flags) and an empty audio array;
     it never fails the shard: even an unexpected error in one clip is recorded as ``error``.
     """
-    rows = manifest[manifest["shard"] == shard]
+    rows = manifest[manifest["shard"].astype(str) == str(shard)]
     qc_rows = []
     attrs = {"stage": "media", "sample_rate": sample_rate, "peak_dbfs": peak_dbfs, "shard": shard,
              "max_seconds": max_seconds or 0.0}
@@ -248,17 +249,16 @@ def build_media_shard(
     return pd.DataFrame(qc_rows)
 
 
-def write_media_shard(manifest_path: str | os.PathLike, shard: int, out_path: str | os.PathLike,
+def write_media_shard(clips: Iterable[Sequence], root: str | os.PathLike, shard: str, out_path: str | os.PathLike,
                       qc_path: str | os.PathLike, *, sample_rate: int, peak_dbfs: float,
                       max_seconds: float | None = None) -> pd.DataFrame:
-    """The media job: :func:`build_media_shard` for the manifest file's ``shard``, and its QC table
-    written (tab-separated, atomically) to ``qc_path``."""
-    from affectflow.data import (
-        read_manifest,  # the data stage's reader of the manifest file
-    )
-
-    qc = build_media_shard(read_manifest(manifest_path), shard, out_path, sample_rate=sample_rate,
-                           peak_dbfs=peak_dbfs, max_seconds=max_seconds)
+    """The media job: :func:`build_media_shard` for the shard's ``clips`` (``(id, name, media, ...)``,
+    media relative to the data set's ``root``: :meth:`affectflow.data.listing.Listing.shard_clips`),
+    and its QC table written (tab-separated, atomically) to ``qc_path``."""
+    rows = [(int(c[0]), str(c[1]), os.path.join(root, c[2]), str(shard)) for c in clips]
+    table = pd.DataFrame(rows, columns=["id", "name", "media", "shard"])
+    qc = build_media_shard(table, shard, out_path, sample_rate=sample_rate, peak_dbfs=peak_dbfs,
+                           max_seconds=max_seconds)
     with atomic_path(qc_path) as tmp:
         qc.to_csv(tmp, sep="\t", index=False)
     return qc

@@ -21,7 +21,7 @@ from affectflow.data import (
     write_manifest_job,
 )
 from affectflow.data.folds import assign_folds
-from affectflow.data.shards import assign_shards
+from affectflow.data.shards import shard_of
 from affectflow.testing import make_vidmimic
 
 HEADER = "Filename,Admiration,Amusement,Determination,Empathic Pain,Excitement,Joy"
@@ -250,14 +250,24 @@ def test_organiser_files_and_clip_count(vidmimic, root):
         count_clips("xyz", root)
 
 
-def test_write_manifest_job(vidmimic, tmp_path):
-    summary = write_manifest_job("emi", vidmimic, tmp_path / "m.tsv", tmp_path / "s.tsv",
-                                 options={}, n_shards=2, k_folds=2, seed=3)
-    expected = assign_folds(assign_shards(read_dataset("emi", vidmimic), 2), 2, seed=3)
-    pd.testing.assert_frame_equal(read_manifest(tmp_path / "m.tsv"), read_manifest_frame(expected, tmp_path))
-    counts = expected.groupby(["shard", "split"]).size().unstack(fill_value=0)
-    assert (tmp_path / "s.tsv").read_text() == counts.to_csv(sep="\t")
-    assert summary == f"5 clips ({expected['split'].value_counts().to_dict()}) in 2 shards"
+def test_write_manifest_job_writes_one_partition_each(vidmimic, tmp_path):
+    kwargs = dict(options={}, n_shards=2, test_shards=1, k_folds=2, seed=3)
+    summary = write_manifest_job("emi", vidmimic, "labelled", tmp_path / "m.tsv", **kwargs)
+    write_manifest_job("emi", vidmimic, "test", tmp_path / "t.tsv", **kwargs)
+    dataset = read_dataset("emi", vidmimic)
+    # shards: the stable hash within each partition (test clips apart, "test0"); folds over the labelled only
+    dataset["shard"] = [f"test{shard_of(i, 1)}" if s == "test" else str(shard_of(i, 2))
+                        for i, s in zip(dataset["id"], dataset["split"])]
+    expected = assign_folds(dataset, 2, seed=3)
+    labelled, test = expected[expected["split"] != "test"], expected[expected["split"] == "test"]
+    pd.testing.assert_frame_equal(read_manifest(tmp_path / "m.tsv"),
+                                  read_manifest_frame(labelled.reset_index(drop=True), tmp_path))
+    pd.testing.assert_frame_equal(read_manifest(tmp_path / "t.tsv"),
+                                  read_manifest_frame(test.reset_index(drop=True), tmp_path))
+    assert summary.startswith(f"{len(labelled)} labelled clips") and summary.endswith(f"of {len(expected)}")
+    # the labelled folds do not depend on the test clips
+    only_labelled = assign_folds(dataset[dataset["split"] != "test"], 2, seed=3)
+    assert only_labelled["fold"].tolist() == labelled["fold"].tolist()
 
 
 def read_manifest_frame(df: pd.DataFrame, tmp_path: Path) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from organiser_layouts import write_affwild2_root, write_eri_root
 
 import affectflow.submission.validate as validation
 from affectflow.data import write_frame_labels, write_manifest
@@ -575,7 +576,7 @@ class _Named(list):
         return self.__dict__.get(key, default)
 
 
-def _run_script(tmp_path, *, task, sample_frames=None, frame_labels=None, **inputs) -> dict:
+def _run_script(tmp_path, *, task, root, test_list=None, sample_frames=None, frame_labels=None, **inputs) -> dict:
     out = tmp_path / "results" / "submission.csv"
     fake = type("Snakemake", (), {})()
     # as the rule gives them: the optional inputs are lists, empty when absent
@@ -584,15 +585,31 @@ def _run_script(tmp_path, *, task, sample_frames=None, frame_labels=None, **inpu
     fake.input = _Named(**{k: str(v) for k, v in inputs.items()}, **lists)
     fake.output = _Named([str(out)])
     fake.log = _Named([str(tmp_path / "submission.log")])
-    fake.params = _Named(task=task)
+    fake.params = _Named(task=task, root=str(root), test_list=str(test_list) if test_list else None)
     runpy.run_path(str(REPO / "workflow" / "scripts" / "submission.py"), init_globals={"snakemake": fake})
     logging.getLogger("affectflow").handlers.clear()  # the script pointed it at the log file
     return {"out": out, "log": (tmp_path / "submission.log").read_text()}
 
 
+def split_manifests(manifest: pd.DataFrame, where: Path) -> tuple[Path, Path]:
+    """The labelled and the test manifest the workflow writes from ``manifest``'s rows."""
+    test = manifest["split"] == "test"
+    write_manifest(manifest[~test], where / "manifest.tsv")
+    write_manifest(manifest[test], where / "test_manifest.tsv")
+    return where / "manifest.tsv", where / "test_manifest.tsv"
+
+
+def eri_manifest() -> pd.DataFrame:
+    """:func:`clip_manifest` of ERI with the ids the reader gives its File_IDs (the number inside)."""
+    manifest = clip_manifest("eri")
+    return manifest.assign(id=manifest["id"] + 16700)
+
+
 def test_script_writes_a_per_frame_submission_from_the_sample_file(tmp_path):
     manifest = frame_manifest()
-    write_manifest(manifest, tmp_path / "manifest.tsv")
+    labelled, test = split_manifests(manifest, tmp_path)
+    tests = [n for n, (split, _) in TRACKS.items() if split == "test"]
+    test_list = write_affwild2_root(tmp_path / "aw", "au", {"video3": "train"}, tests, test_list=tmp_path / "tests.txt")
     expected = expected_rows(task_spec("au"), manifest)
     preds = full_predictions("au", expected)
     preds = preds[preds["id"] != track_id("video1")]  # one track never predicted
@@ -604,7 +621,8 @@ def test_script_writes_a_per_frame_submission_from_the_sample_file(tmp_path):
     zeros = "," + ",".join(["0"] * 12)  # the organisers' sample rows carry placeholder values
     write_lines(tmp_path / "sample.txt", [HEADERS["au"], "video1/00002.jpg" + zeros, "video2_right/00007.jpg" + zeros])
 
-    run = _run_script(tmp_path, task="au", manifest=tmp_path / "manifest.tsv",
+    run = _run_script(tmp_path, task="au", root=tmp_path / "aw", test_list=test_list, manifest=labelled,
+                      test_manifest=test,
                       test=tmp_path / "test.csv", sample_frames=tmp_path / "sample.txt",
                       frame_labels=tmp_path / "frame_labels.csv.gz")
     rows = read_csv_rows(run["out"])
@@ -616,23 +634,26 @@ def test_script_writes_a_per_frame_submission_from_the_sample_file(tmp_path):
 
 
 def test_script_writes_a_clip_submission_of_the_rule_task(tmp_path):
-    manifest = clip_manifest("eri")
-    write_manifest(manifest, tmp_path / "manifest.tsv")
+    manifest = eri_manifest()
+    labelled, test = split_manifests(manifest, tmp_path)
+    write_eri_root(tmp_path / "eri", manifest)
     expected = expected_rows(task_spec("eri"), manifest)
     full_predictions("eri", expected).to_csv(tmp_path / "test.csv", index=False)
-    run = _run_script(tmp_path, task="eri", manifest=tmp_path / "manifest.tsv",
+    run = _run_script(tmp_path, task="eri", root=tmp_path / "eri", manifest=labelled, test_manifest=test,
                       test=tmp_path / "test.csv")
     table = pd.read_csv(run["out"], dtype={"File_ID": str})
-    assert table["File_ID"].tolist() == ["[16703]", "[16708]", "[16722]", "[16730]", "[16705]"]
+    # the organisers' test clips, in id order (the step lists them from data_info.csv, not the manifest)
+    assert table["File_ID"].tolist() == ["[16703]", "[16705]", "[16708]", "[16722]", "[16730]"]
     assert "5 predicted" in run["log"]
 
 
 def test_bad_predictions_file_is_named_in_the_error(tmp_path):
-    manifest = clip_manifest("eri")
-    write_manifest(manifest, tmp_path / "manifest.tsv")
+    manifest = eri_manifest()
+    labelled, test = split_manifests(manifest, tmp_path)
+    write_eri_root(tmp_path / "eri", manifest)
     preds = full_predictions("eri", expected_rows(task_spec("eri"), manifest)).astype({"Fear": object})
     preds.loc[preds.index[2], "Fear"] = "oops"
     preds.to_csv(tmp_path / "test.csv", index=False)
     with pytest.raises(SubmissionError, match=r"test\.csv: line 4: Fear 'oops' is not a number"):
-        write_task_submission("eri", tmp_path / "test.csv", tmp_path / "manifest.tsv", tmp_path / "s.csv")
+        write_task_submission("eri", tmp_path / "test.csv", labelled, test, tmp_path / "s.csv", root=tmp_path / "eri")
     assert not (tmp_path / "s.csv").exists()

@@ -25,6 +25,7 @@ from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
 from affectflow.tasks import AU_TARGETS
 from affectflow.training import checkpoints
 from affectflow.training.fold import train_fold, train_fold_job
+from affectflow.training.predict import predict_fold, predict_fold_job
 from affectflow.training.settings import TrainSettings, settings_from_run
 
 from conftest import REPO
@@ -356,6 +357,10 @@ def test_train_fold_adds_masked_copies_by_the_documented_rule(tmp_path, monkeypa
     plain = train_fold(manifest, shards, 0, tmp_path / "plain", targets=targets, k_folds=2,
                        settings=_settings(), frame_labels=labels)
     assert plain["train_examples"] == len(train_ids) and "mask_copies" not in plain
+    test_rows = manifest[manifest["split"] == "test"]
+    for run in ("aug", "plain"):  # the test prediction step: the original test tracks, never a masked copy
+        predict_fold(tmp_path / run / "model.pt", tmp_path / run / "config.json", test_rows, shards,
+                     tmp_path / run / "test.csv")
     for name in ("oof.csv", "test.csv"):
         with_aug = pd.read_csv(tmp_path / "aug" / name)
         without = pd.read_csv(tmp_path / "plain" / name)
@@ -430,6 +435,17 @@ def test_fused_backbones_mask_only_the_visual_part(tmp_path, monkeypatch):
         copy_x = by_visual[(i, kind)].x.numpy()
         np.testing.assert_array_equal(copy_x[:, D:], original[:, D:])  # the audio part is the original's
         assert not np.allclose(copy_x[:, :D], original[:, :D])
+    # test prediction reads the run's own backbones: masked copies, if given, are ignored
+    write_manifest(manifest[manifest["split"] == "test"], tmp_path / "test_manifest.tsv")
+    run = {"backbone": "vis", **{k: v for k, v in QUICK.items() if k != "seed"}, "fuse_with": ["aud"],
+           "mask_augment": {"upper": "vis_upper", "lower": "vis_lower"}}
+    fold_dir = tmp_path / "fused"
+    from_job = predict_fold_job(fold_dir / "model.pt", fold_dir / "config.json", tmp_path / "test_manifest.tsv",
+                                every_shard, tmp_path / "job_test.csv", task="au", run=run)
+    direct = predict_fold(fold_dir / "model.pt", fold_dir / "config.json", manifest[manifest["split"] == "test"],
+                          shards, tmp_path / "direct_test.csv")
+    pd.testing.assert_frame_equal(from_job, direct)
+    assert not direct[targets].isna().any().any()
 
 
 def test_mask_augment_is_for_the_au_task_and_needs_its_shards(tmp_path):

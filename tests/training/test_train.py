@@ -15,6 +15,7 @@ from affectflow.models import create_model
 from affectflow.registry import UnknownNameError
 from affectflow.tasks import EMI_TARGETS, task_spec
 from affectflow.training.fold import train_fold
+from affectflow.training.predict import predict_fold
 from affectflow.training.sequences import load_features
 from affectflow.training.settings import TrainSettings
 
@@ -80,6 +81,14 @@ def trained(data, tmp_path_factory):
     return out, metrics
 
 
+def predict_test(fold_dir, manifest, shards) -> pd.DataFrame:
+    """The fold's test table, as the test prediction step writes it (next to the fold's directory)."""
+    out_csv = fold_dir.parent / f"{fold_dir.name}-test.csv"
+    predict_fold(fold_dir / "model.pt", fold_dir / "config.json", manifest[manifest["split"] == "test"], shards,
+                 out_csv)
+    return pd.read_csv(out_csv)
+
+
 def test_load_features_reads_every_clip(data):
     manifest, shards, sequences = data
     loaded = load_features(shards)
@@ -111,16 +120,16 @@ def test_train_fold_learns_planted_signal(trained, data):
 
 
 def test_train_fold_outputs(trained, data):
-    manifest, _, _ = data
+    manifest, shards, _ = data
     out, metrics = trained
-    assert {p.name for p in out.iterdir()} == {"oof.csv", "test.csv", "metrics.json", "model.pt", "config.json"}
+    assert {p.name for p in out.iterdir()} == {"oof.csv", "metrics.json", "model.pt", "config.json"}
     assert json.loads((out / "metrics.json").read_text())["oof_clips"] == metrics["oof_clips"]
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "gru" and config["targets"] == TARGETS and config["input_dim"] == D
     assert config["max_steps"] == MAX_STEPS
 
     oof = pd.read_csv(out / "oof.csv")
-    test = pd.read_csv(out / "test.csv")
+    test = predict_test(out, manifest, shards)
     assert list(oof.columns) == ["id", *TARGETS] == list(test.columns)
     assert sorted(oof["id"]) == sorted(manifest.loc[manifest["fold"] == 0, "id"])
     assert sorted(test["id"]) == sorted(manifest.loc[manifest["split"] == "test", "id"])
@@ -134,7 +143,7 @@ def test_train_fold_outputs(trained, data):
 
 
 def test_saved_model_reproduces_test_predictions(trained, data):
-    _, _, sequences = data
+    manifest, shards, sequences = data
     out, _ = trained
     saved = torch.load(out / "model.pt", weights_only=True)
     config = json.loads((out / "config.json").read_text())
@@ -145,7 +154,7 @@ def test_saved_model_reproduces_test_predictions(trained, data):
     mean, std = saved["mean"].numpy(), saved["std"].numpy()
     assert mean.shape == (D,) and std.shape == (D,)
 
-    test = pd.read_csv(out / "test.csv").set_index("id")
+    test = predict_test(out, manifest, shards).set_index("id")
     for clip_id in test.index:
         if clip_id == EMPTY_TEST:
             continue
@@ -161,13 +170,13 @@ def test_train_fold_is_deterministic(data, tmp_path):
     quick = settings(epochs=5)
     train_fold(manifest, shards, 1, tmp_path / "a", targets=TARGETS, k_folds=2, settings=quick)
     train_fold(manifest, shards, 1, tmp_path / "b", targets=TARGETS, k_folds=2, settings=quick)
-    for name in ("oof.csv", "test.csv"):
-        a, b = pd.read_csv(tmp_path / "a" / name), pd.read_csv(tmp_path / "b" / name)
-        pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "oof.csv"), pd.read_csv(tmp_path / "b" / "oof.csv"))
+    test_a = predict_test(tmp_path / "a", manifest, shards)
+    pd.testing.assert_frame_equal(test_a, predict_test(tmp_path / "b", manifest, shards))
     # and the seed matters
     train_fold(manifest, shards, 1, tmp_path / "c", targets=TARGETS, k_folds=2, settings=settings(epochs=5, seed=4))
-    c = pd.read_csv(tmp_path / "c" / "test.csv")
-    assert not np.allclose(c[TARGETS].fillna(0), pd.read_csv(tmp_path / "a" / "test.csv")[TARGETS].fillna(0))
+    c = predict_test(tmp_path / "c", manifest, shards)
+    assert not np.allclose(c[TARGETS].fillna(0), test_a[TARGETS].fillna(0))
 
 
 def test_train_fold_needs_training_clips(data, tmp_path):
@@ -311,7 +320,7 @@ def test_official_and_mix_schemes_through_train_fold(data, tmp_path):
                      settings=settings(epochs=3, fold_scheme="mix"))
     assert mix["oof_clips"] == 0 and np.isnan(mix["oof_score"]["mean"])
     assert mix["train_clips"] == int((manifest["split"] != "test").sum()) - 1
-    assert len(pd.read_csv(tmp_path / "mix" / "test.csv")) == 10
+    assert len(predict_test(tmp_path / "mix", manifest, shards)) == 10
 
 
 def test_train_fold_resumes_after_a_kill(data, tmp_path):
@@ -328,11 +337,13 @@ def test_train_fold_resumes_after_a_kill(data, tmp_path):
 
     with pytest.raises(Interrupted):
         train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, k_folds=2, settings=quick, callback=kill)
-    assert (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "test.csv").exists()
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "oof.csv").exists() and not (tmp_path / "run" / "model.pt").exists()
     train_fold(manifest, shards, 1, tmp_path / "run", targets=TARGETS, k_folds=2, settings=quick)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
-    for name in ("oof.csv", "test.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / name), pd.read_csv(tmp_path / "ref" / name))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / "oof.csv"), pd.read_csv(tmp_path / "ref" / "oof.csv"))
+    pd.testing.assert_frame_equal(predict_test(tmp_path / "run", manifest, shards),
+                                  predict_test(tmp_path / "ref", manifest, shards))
 
 
 def test_align_modalities_by_nearest_time():
@@ -369,5 +380,8 @@ def test_fused_backbones_through_train_fold(data, tmp_path):
     assert config["model_params"]["modality_dims"] == [D, 3] and config["input_dim"] == D + 3
     assert metrics["oof_clips_predicted"] == metrics["oof_clips"]  # the faceless clip has audio
     assert metrics["oof_score"]["mean"] > 0.6  # the signal lives in the visual modality only
+    test = predict_test(tmp_path / "fold0", manifest, grouped).set_index("id")
+    assert sorted(test.index) == sorted(manifest.loc[manifest["split"] == "test", "id"])
+    assert not test[TARGETS].isna().any().any()  # the faceless test clip is predicted from its audio
     with pytest.raises(ValueError, match=r"\['video'\]"):
         shards_by_backbone([str(audio_path)], ["audio", "video"])

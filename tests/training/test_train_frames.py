@@ -1,5 +1,5 @@
-"""Per-frame tasks (VA, AU) through train_fold: labels mapped onto feature steps by time,
-predictions written per video frame, OOF scored with the task's metric."""
+"""Per-frame tasks (VA, AU) through train_fold and predict_fold: labels mapped onto feature steps by
+time, predictions written per video frame, OOF scored with the task's metric."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from affectflow.h5store import ShardWriter
 from affectflow.tasks import AU_TARGETS, VA_TARGETS
 from affectflow.training.fold import train_fold
 from affectflow.training.frames import frame_targets, frames_at_steps, steps_for_frames
+from affectflow.training.predict import predict_fold
 from affectflow.training.settings import TrainSettings
 
 FEATURE_RATE = 10.0  # feature steps per second (coarser than the video, as after detect_every)
@@ -100,6 +101,14 @@ def _write(tmp_path, task, targets, n_tracks=24, n_test=3):
     return pd.DataFrame(rows), pd.concat(label_rows, ignore_index=True), [str(shard)]
 
 
+def _predict_test(fold_dir, manifest, shards) -> pd.DataFrame:
+    """The fold's per-frame test table, as the test prediction step writes it."""
+    out_csv = fold_dir.parent / f"{fold_dir.name}-test.csv"
+    predict_fold(fold_dir / "model.pt", fold_dir / "config.json", manifest[manifest["split"] == "test"], shards,
+                 out_csv)
+    return pd.read_csv(out_csv)
+
+
 @pytest.mark.parametrize("task", ["va", "au"])
 def test_per_frame_train_fold_learns_and_predicts_every_frame(tmp_path, task):
     targets = list(VA_TARGETS if task == "va" else AU_TARGETS)
@@ -110,7 +119,7 @@ def test_per_frame_train_fold_learns_and_predicts_every_frame(tmp_path, task):
     metrics = train_fold(manifest, shards, 0, tmp_path / "fold0", targets=targets, k_folds=2, settings=s,
                          frame_labels=labels)
     oof = pd.read_csv(tmp_path / "fold0" / "oof.csv")
-    test = pd.read_csv(tmp_path / "fold0" / "test.csv")
+    test = _predict_test(tmp_path / "fold0", manifest, shards)
     assert list(oof.columns) == ["id", "frame", *targets]
     # OOF rows are exactly the labelled frames of fold 0's tracks
     fold0 = manifest.loc[manifest["fold"] == 0, "id"]
@@ -150,12 +159,12 @@ def test_tracks_without_frame_rate_or_count_do_not_break_the_fold(tmp_path, capl
     manifest.loc[manifest["id"] == test_ids[0], "frames"] = 0  # no frame count in the container
     s = TrainSettings(model="gru@2", task="va", loss="ccc", epochs=2, batch_size=4, seed=0,
                       model_params={"hidden": 8, "per_frame": True})
-    with caplog.at_level("WARNING", logger="affectflow.training.fold"):
+    with caplog.at_level("WARNING", logger="affectflow.training.tracks"):
         metrics = train_fold(manifest, shards, 0, tmp_path / "f", targets=targets, k_folds=2, settings=s,
                              frame_labels=labels)
     assert any("without a usable frame rate" in r.message for r in caplog.records)
     oof = pd.read_csv(tmp_path / "f" / "oof.csv")
-    test = pd.read_csv(tmp_path / "f" / "test.csv")
+    test = _predict_test(tmp_path / "f", manifest, shards)
     if no_rate in set(oof["id"]):  # in this fold's OOF: listed, but not predicted
         assert oof.loc[oof["id"] == no_rate, targets].isna().all().all()
     # the test track without a frame count is predicted up to the frame its last feature step shows

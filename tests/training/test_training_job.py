@@ -1,5 +1,6 @@
 """The training rule's one call, ``train_fold_job``: from paths and config values to the same fold
-outputs as ``train_fold`` called with the objects the job builds; and the start-up checks import
+outputs as ``train_fold`` called with the objects the job builds (and the test prediction rule's,
+``predict_fold_job``, to the same test table as ``predict_fold``); and the start-up checks import
 no torch."""
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from affectflow.data import read_manifest, write_manifest
 from affectflow.h5store import ShardWriter
 from affectflow.tasks import EMI_TARGETS, VA_TARGETS
 from affectflow.training.fold import train_fold, train_fold_job
+from affectflow.training.predict import predict_fold, predict_fold_job
 from affectflow.training.settings import TrainSettings
 
-OUTPUTS = ("oof.csv", "test.csv", "config.json", "metrics.json")
+OUTPUTS = ("oof.csv", "config.json", "metrics.json")
 
 
 def _shard(root, backbone, clips):
@@ -31,6 +33,18 @@ def _shard(root, backbone, clips):
 def _same_outputs(a, b):
     for name in OUTPUTS:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert not (a / "test.csv").exists() and not (b / "test.csv").exists()  # the test prediction rule's
+
+
+def _same_test_tables(tmp_path, manifest, shards, shard_paths, task, run):
+    """predict_fold_job on the job's fold (paths, the run) writes what predict_fold on the direct one does."""
+    write_manifest(manifest[manifest["split"] == "test"], tmp_path / "test_manifest.tsv")
+    predict_fold_job(tmp_path / "job" / "model.pt", tmp_path / "job" / "config.json", tmp_path / "test_manifest.tsv",
+                     shards, tmp_path / "job" / "test.csv", task=task, run=run)
+    predict_fold(tmp_path / "direct" / "model.pt", tmp_path / "direct" / "config.json",
+                 read_manifest(tmp_path / "test_manifest.tsv"), shard_paths, tmp_path / "direct" / "test.csv")
+    assert (tmp_path / "job" / "test.csv").read_bytes() == (tmp_path / "direct" / "test.csv").read_bytes()
+    return pd.read_csv(tmp_path / "job" / "test.csv")
 
 
 def test_a_fused_clip_run_from_paths_equals_train_fold(tmp_path):
@@ -59,6 +73,8 @@ def test_a_fused_clip_run_from_paths_equals_train_fold(tmp_path):
     assert json.dumps(metrics) == json.dumps(direct)
     assert metrics["task"] == "emi" and metrics["oof_score"]["metric"] == "pearson"
     _same_outputs(tmp_path / "job", tmp_path / "direct")
+    test = _same_test_tables(tmp_path, manifest, shards, {"vis": [shards[1]], "aud": [shards[0]]}, "emi", run)
+    assert test["id"].tolist() == [17, 18, 19, 20]
 
 
 def test_a_per_frame_run_reads_the_frame_label_table(tmp_path):
@@ -93,6 +109,8 @@ def test_a_per_frame_run_reads_the_frame_label_table(tmp_path):
                targets=list(VA_TARGETS), settings=settings, k_folds=2, frame_labels=table, metric="ccc")
     assert metrics["oof_score"]["metric"] == "ccc" and metrics["oof_rows"] == 4 * 20
     _same_outputs(tmp_path / "job", tmp_path / "direct")
+    test = _same_test_tables(tmp_path, manifest, shards, {"vis": shards}, "va", run)
+    assert test[["id", "frame"]].values.tolist() == [[i, k] for i in (9, 10) for k in range(1, 21)]
 
 
 def test_the_runs_branch_models_must_match_its_init_branches(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from affectflow.data.listing import count_test_shards
+
 from conftest import REPO, dry_run_jobs, run_snakemake
 
 
@@ -19,7 +21,9 @@ def test_qc_report_rule_is_in_the_workflow(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     proc = run_snakemake(tmp_path, "-n", "results/demo/qc/summary.tsv", "--configfile", str(tmp_path / "c.yaml"))
     rules = [rule for rule, _ in dry_run_jobs(proc.stdout)]
-    assert "qc_report" in rules and rules.count("faces") == config["dataset"]["n_shards"]
+    n_shards = config["dataset"]["n_shards"]
+    # one faces job per shard: the labelled clips' shards and those of the test clips
+    assert "qc_report" in rules and rules.count("faces") == n_shards + count_test_shards(n_shards)
     faces_jobs = [w for rule, w in dry_run_jobs(proc.stdout) if rule == "faces"]
     assert all(w["detector"] == "dlib" for w in faces_jobs)
     # an unknown fallback detector fails at start-up, naming the known ones

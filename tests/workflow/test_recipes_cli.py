@@ -55,7 +55,7 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
         assert set(pd.unique(values.ravel())) <= {0.0, 1.0}
     # the validator accepts it too, against the manifest the workflow wrote
     results = work / "results" / f"tiny_{name}"
-    manifest = read_manifest(results / "manifest.tsv")
+    manifest = read_manifest(results / "test_manifest.tsv")
     from affectflow.data.affwild2 import read_sample_frames
 
     sample_frames = read_sample_frames(options["sample_file"]) if "sample_file" in options else None

@@ -45,7 +45,7 @@ def test_submission_lists_every_test_id_once_in_range(finished_run):
 def test_every_stage_wrote_its_shards_and_folds(finished_run):
     workdir, config = finished_run
     results = workdir / "results" / "demo"
-    for s in range(2):
+    for s in ("0", "1", "test0"):  # the tiny config's 2 shards, and 1 of test clips (n_shards / 3)
         assert (results / "media" / f"shard-{s}.h5").is_file()
         assert (results / "faces" / "mtcnn" / f"shard-{s}.h5").is_file()
         for backbone in config["features"]:
@@ -72,8 +72,8 @@ def test_changing_one_backbone_reruns_exactly_its_jobs(finished_run):
     jobs = dry_run_jobs(proc.stdout)
     listed = sorted((rule, tuple(sorted(w.items()))) for rule, w in jobs)
     expected = sorted(
-        [("features", (("backbone", "dlib_face128"), ("s", str(s)))) for s in range(2)]
-        + [("train", (("k", str(k)), ("run", "visual_gru"))) for k in range(2)]
+        [("features", (("backbone", "dlib_face128"), ("s", s))) for s in ("0", "1", "test0")]
+        + [(rule, (("k", str(k)), ("run", "visual_gru"))) for k in range(2) for rule in ("train", "predict_test")]
         + [("ensemble", ()), ("submission", ())]
     )
     assert listed == expected, proc.stdout[-3000:]
@@ -92,8 +92,8 @@ def test_changing_the_audio_backbone_reruns_its_jobs_and_speed_keys_rerun_nothin
     proc = run_snakemake(workdir, "results/submission.csv", "-n", "--configfile", str(write_config(workdir, changed)))
     listed = sorted((rule, tuple(sorted(w.items()))) for rule, w in dry_run_jobs(proc.stdout))
     expected = sorted(
-        [("features", (("backbone", "mfcc128"), ("s", str(s)))) for s in range(2)]
-        + [("train", (("k", str(k)), ("run", "audio_gru"))) for k in range(2)]
+        [("features", (("backbone", "mfcc128"), ("s", s))) for s in ("0", "1", "test0")]
+        + [(rule, (("k", str(k)), ("run", "audio_gru"))) for k in range(2) for rule in ("train", "predict_test")]
         + [("ensemble", ()), ("submission", ())]
     )
     assert listed == expected, proc.stdout[-3000:]

@@ -4,7 +4,8 @@ from affectflow.config import check_config
 from affectflow.config.names import registered
 from affectflow.config.resources import rule_resources
 from affectflow.config.runs import run_backbones, run_folds
-from affectflow.data import dataset_options, organiser_files
+from affectflow.data import dataset_options
+from affectflow.data.listing import LABELLED, TEST, read_listing
 from affectflow.features.signature import cached_feature_signature
 from affectflow.tasks import task_spec
 
@@ -16,7 +17,17 @@ DATASET = config["dataset"]
 DS = DATASET["name"]
 ROOT = DATASET["root"]
 N_SHARDS = DATASET["n_shards"]
-SHARDS = list(range(N_SHARDS))
+# The data set as it is now: each clip's partition, shard and file fingerprint. Each job gets the
+# part it depends on as a params value, so new, removed or replaced files re-run exactly that.
+LISTING = read_listing(
+    DATASET["task"],
+    ROOT,
+    n_shards=N_SHARDS,
+    test_shards=DATASET.get("test_shards"),
+    test_list=DATASET.get("test_list"),
+    demo=DATASET.get("demo"),
+)
+SHARDS = list(LISTING.shards)
 RESULTS = f"results/{DS}"
 TASK = task_spec(DATASET["task"])
 FACES = config["faces"]
@@ -32,16 +43,16 @@ JOB = rule_resources(config)
 
 
 wildcard_constraints:
-    s=r"\d+",
+    s=r"(test)?\d+",
     k=r"\d+",
     backbone="|".join(config["features"]),
     run="|".join(RUNS),
     method="|".join(registered("ensemblers")),
 
 
-def dataset_files():
-    """The organisers' files the manifest is read from (affectflow.data knows them per task)."""
-    return organiser_files(TASK.name, ROOT, test_list=DATASET.get("test_list"))
+def demo_set():
+    """The rendered demo set (the demo only): what jobs reading the data set wait for."""
+    return [rules.demo_dataset.output.raw] if "demo" in DATASET else []
 
 
 def truth_table():
@@ -78,12 +89,18 @@ def feature_inputs(wildcards):
     return inputs
 
 
-def run_feature_shards(wildcards):
-    return expand(
-        rules.features.output.shard,
-        backbone=run_backbones(RUNS[wildcards.run]),
-        s=SHARDS,
-    )
+def run_feature_shards(partition, backbones=run_backbones):
+    """The feature shards of a run's backbones over one partition's shards (labelled: training;
+    test: prediction): a function of the wildcards for a rule's input."""
+
+    def shards(wildcards):
+        return expand(
+            rules.features.output.shard,
+            backbone=backbones(RUNS[wildcards.run]),
+            s=LISTING.partition_shards(partition),
+        )
+
+    return shards
 
 
 def fold_count(run):
@@ -106,7 +123,7 @@ def ensemble_folds():
     return [
         path
         for run in ENSEMBLE["members"]
-        for pattern in (rules.train.output.oof, rules.train.output.test)
+        for pattern in (rules.train.output.oof, rules.predict_test.output.test)
         for path in fold_files(pattern, run)
     ]
 

@@ -1,12 +1,14 @@
-# Data stage: (optionally) build the demo set, then the manifest with shards and folds.
-
+# Data stage: (optionally) build the demo set, then the manifests (labelled clips; test clips)
+# with shards and folds. Which clips there are comes from the listing (common.smk), read when the
+# job graph is built: a manifest re-runs when its partition's clips or the label files change.
+from affectflow.data.listing import label_files
 
 if "demo" in DATASET:
 
     rule demo_dataset:
         output:
             # the Hume-Vidmimic2 split files, as the EMI reader lists them
-            splits=organiser_files("emi", ROOT),
+            splits=label_files("emi", ROOT),
             raw=directory(f"{ROOT}/raw"),
             ground_truth=DATASET.get("ground_truth", f"{RESULTS}/test_ground_truth.csv"),
             properties=f"{RESULTS}/demo_properties.tsv",
@@ -24,10 +26,10 @@ if "demo" in DATASET:
 
 rule manifest:
     input:
-        listing=dataset_files(),
+        labels=label_files(TASK.name, ROOT),
+        demo=demo_set(),
     output:
         manifest=f"{RESULTS}/manifest.tsv",
-        shards=f"{RESULTS}/shards.tsv",
     log:
         f"logs/manifest/{DS}.log",
     benchmark:
@@ -35,14 +37,40 @@ rule manifest:
     conda:
         "../../envs/affectflow.yaml"
     params:
+        partition=LABELLED,
+        # the reader opens the videos only for the frame tasks' frame rate and count
+        clips=LISTING.partition_clips(LABELLED, fingerprints=TASK.per_frame),
         task=TASK.name,
         root=lambda wildcards: ROOT,
         options=dataset_options(DATASET),
         n_shards=N_SHARDS,
+        test_shards=DATASET.get("test_shards"),
         k_folds=K_FOLDS,
         seed=SEED,
     script:
         "../scripts/manifest.py"
+
+
+# The test clips, apart: a new test video re-writes this table and never the one training reads.
+use rule manifest as test_manifest with:
+    input:
+        demo=demo_set(),
+    output:
+        manifest=f"{RESULTS}/test_manifest.tsv",
+    log:
+        f"logs/test_manifest/{DS}.log",
+    benchmark:
+        f"benchmarks/test_manifest/{DS}.tsv"
+    params:
+        partition=TEST,
+        clips=LISTING.partition_clips(TEST, fingerprints=TASK.per_frame),
+        task=TASK.name,
+        root=lambda wildcards: ROOT,
+        options=dataset_options(DATASET),
+        n_shards=N_SHARDS,
+        test_shards=DATASET.get("test_shards"),
+        k_folds=K_FOLDS,
+        seed=SEED,
 
 
 # Per-frame tasks: every valid labelled frame of the train/val tracks in one table.

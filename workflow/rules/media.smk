@@ -3,7 +3,7 @@
 
 rule media:
     input:
-        manifest=rules.manifest.output.manifest,
+        demo=demo_set(),
     output:
         shard=f"{RESULTS}/media/shard-{{s}}.h5",
         qc=f"{RESULTS}/media/shard-{{s}}.qc.tsv",
@@ -19,6 +19,9 @@ rule media:
         mem_mb=JOB["media"]["mem_mb"],
         runtime=JOB["media"]["runtime"],
     params:
+        # the shard's clips with their files' fingerprints: a new, removed or replaced video re-runs
+        # this shard (the data root is read from the config, so moving the data set re-runs nothing)
+        clips=lambda wildcards: LISTING.shard_clips(wildcards.s),
         sample_rate=config["media"]["sample_rate"],
         peak_dbfs=config["media"]["peak_dbfs"],
         max_seconds=config["media"]["max_seconds"],

@@ -1,9 +1,11 @@
-# Submission (validated) and, when test labels are known (the demo), its held-out score.
+# Submission (validated) and, when test labels are known (the demo), its held-out score. The ids
+# to submit are read from the organisers' files when the job runs, not from a cached table.
 
 
 rule submission:
     input:
         manifest=rules.manifest.output.manifest,
+        test_manifest=rules.test_manifest.output.manifest,
         test=rules.ensemble.output.test,
         # per-frame tasks: the training mean for tracks no run predicts, and the organisers'
         # sample file naming the frames to submit (default: every frame of each test track)
@@ -19,6 +21,8 @@ rule submission:
         "../../envs/affectflow.yaml"
     params:
         task=TASK.name,
+        root=ROOT,
+        test_list=DATASET.get("test_list"),
     script:
         "../scripts/submission.py"
 

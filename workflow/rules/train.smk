@@ -1,11 +1,12 @@
-# Train stage: one temporal model per run (one backbone), K folds over train+val.
-from affectflow.config.runs import branch_model_paths
+# Train stage: one temporal model per run (one backbone), K folds over train+val; then each fold's
+# model predicts the test clips in a job of its own, so new test videos never re-run training.
+from affectflow.config.runs import branch_model_paths, modality_backbones
 
 
 rule train:
     input:
         manifest=rules.manifest.output.manifest,
-        features=run_feature_shards,
+        features=run_feature_shards(LABELLED),
         frame_labels=frame_label_inputs(),
         # 001: fold k of a fused run starts from fold k's model of each unimodal run it names
         # (train.runs.<run>.init_branches), which never saw fold k's out-of-fold clips
@@ -14,7 +15,6 @@ rule train:
         ),
     output:
         oof=f"{RESULTS}/train/{{run}}/fold{{k}}/oof.csv",
-        test=f"{RESULTS}/train/{{run}}/fold{{k}}/test.csv",
         metrics=f"{RESULTS}/train/{{run}}/fold{{k}}/metrics.json",
         model=f"{RESULTS}/train/{{run}}/fold{{k}}/model.pt",
         config=f"{RESULTS}/train/{{run}}/fold{{k}}/config.json",
@@ -36,3 +36,30 @@ rule train:
         task=TASK.name,
     script:
         "../scripts/train.py"
+
+
+rule predict_test:
+    input:
+        model=rules.train.output.model,
+        config=rules.train.output.config,
+        manifest=rules.test_manifest.output.manifest,
+        # the run's own backbones (fused too), never the masked copies it trains with
+        features=run_feature_shards(TEST, modality_backbones),
+    output:
+        test=f"{RESULTS}/train/{{run}}/fold{{k}}/test.csv",
+    log:
+        f"logs/predict_test/{DS}-{{run}}-{{k}}.log",
+    benchmark:
+        f"benchmarks/predict_test/{DS}-{{run}}-{{k}}.tsv"
+    conda:
+        "../../envs/affectflow.yaml"
+    threads: JOB["train"]["cpus"]
+    resources:
+        gpu=JOB["train"]["gpu"],
+        mem_mb=JOB["train"]["mem_mb"],
+        runtime=JOB["train"]["runtime"],
+    params:
+        settings=lambda wildcards: RUNS[wildcards.run],
+        task=TASK.name,
+    script:
+        "../scripts/predict_test.py"

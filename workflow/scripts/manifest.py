@@ -1,4 +1,4 @@
-"""Read the dataset, assign shards and folds, write the manifest and the shard table."""
+"""Read the dataset, assign shards and folds, write one partition's manifest (labelled or test)."""
 
 from affectflow.data import write_manifest_job
 from affectflow.runtime.job import job
@@ -8,7 +8,7 @@ p = snakemake.params
 log.info(
     "%s",
     write_manifest_job(
-        p.task, p.root, snakemake.output.manifest, snakemake.output.shards,
-        options=p.options, n_shards=p.n_shards, k_folds=p.k_folds, seed=p.seed,
+        p.task, p.root, p.partition, snakemake.output.manifest, options=p.options,
+        n_shards=p.n_shards, test_shards=p.test_shards, k_folds=p.k_folds, seed=p.seed,
     ),
 )

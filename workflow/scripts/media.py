@@ -6,8 +6,9 @@ from affectflow.runtime.job import job
 job(snakemake)
 p = snakemake.params
 write_media_shard(
-    snakemake.input.manifest,
-    int(snakemake.wildcards.s),
+    p.clips,
+    snakemake.config["dataset"]["root"],  # not a param: moving the data set must re-run nothing
+    snakemake.wildcards.s,
     snakemake.output.shard,
     snakemake.output.qc,
     sample_rate=p.sample_rate,

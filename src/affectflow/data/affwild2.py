@@ -290,23 +290,24 @@ def _track_media(root: Path, name: str, videos: dict[str, list[Path]]) -> tuple[
 
 
 def _track_records(root: Path, task: str, tracks: list[tuple[str, str, Path | None]],
-                   videos: dict[str, list[Path]], frame_tolerance: int) -> list[dict]:
-    """One manifest record per track: its media probed, its annotation checked against the video length."""
+                   videos: dict[str, list[Path]], frame_tolerance: int, probe: bool = True) -> list[dict]:
+    """One manifest record per track: its media probed, its annotation checked against the video length
+    (without ``probe``: neither, ``fps`` NaN and ``frames`` 0)."""
     probes: dict[Path, tuple[float, int] | None] = {}
     records, missing = [], []
     for name, split, labels in tracks:
         video, media, found = _track_media(root, name, videos)
         fps, frames = math.nan, 0
-        if found:
+        if probe and found:
             if media not in probes:
                 probes[media] = _probe(media)
             if probes[media] is not None:
                 fps, frames = probes[media]
             else:
                 missing.append(f"{name} (unreadable {media.name})")
-        else:
+        elif probe:
             missing.append(f"{name} (no video {video!r})")
-        if labels is not None:
+        if labels is not None and probe:
             n_lines = len(parse_annotation(labels, task))
             if frames and n_lines > frames + frame_tolerance:
                 raise DatasetError(
@@ -335,6 +336,7 @@ def read_affwild2_manifest(
     *,
     test_list: str | os.PathLike | None = None,
     frame_tolerance: int = FRAME_TOLERANCE,
+    probe: bool = True,
 ) -> pd.DataFrame:
     """Read the Aff-Wild2 annotations of ``task`` ("va" or "au") under ``root`` into a manifest.
 
@@ -347,7 +349,8 @@ def read_affwild2_manifest(
 
     ``test_list``: a text file of test track names, one per line; None looks for the
     organisers' file (:data:`TEST_LIST_NAMES`). ``frame_tolerance``: how many more annotation
-    lines than video frames are accepted.
+    lines than video frames are accepted. ``probe=False`` lists the tracks only (the workflow's
+    start-up listing): no video is opened and no annotation parsed, ``fps`` is NaN and ``frames`` 0.
 
     Raises :class:`DatasetError` naming the file and line for a malformed annotation file or
     test list, a track in two splits (or labelled and in the test list), an annotation longer
@@ -364,7 +367,7 @@ def read_affwild2_manifest(
     videos = _list_videos(root / "videos")
     tracks = _annotated_tracks(ann_root)
     tracks += _test_tracks(root, task, test_list, tracks)
-    records = _track_records(root, task, tracks, videos, frame_tolerance)
+    records = _track_records(root, task, tracks, videos, frame_tolerance, probe)
     df = pd.DataFrame.from_records(records, columns=[*MANIFEST_COLUMNS, *PER_FRAME_COLUMNS])
     ids = df["id"]
     if ids.duplicated().any():  # a sha1 prefix collision: astronomically unlikely, but never silent

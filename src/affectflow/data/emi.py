@@ -336,7 +336,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     for col in df.columns:
         if col in MANIFEST_COLUMNS or col in STRING_COLUMNS or col in INT_COLUMNS or col in FLOAT_COLUMNS:
             continue
-        values = df[col].replace("", np.nan)
+        values = df[col].where(df[col] != "", np.nan)  # not replace(): no silent downcasting
         try:
             df[col] = pd.to_numeric(values)
         except (ValueError, TypeError):

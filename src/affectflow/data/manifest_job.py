@@ -1,4 +1,5 @@
-"""The manifest job of the workflow: read the data set, assign shards and folds, write both tables."""
+"""The manifest jobs of the workflow: read the data set, give each clip its shard and fold, write one
+partition's rows (the labelled clips training reads, or the test clips prediction reads)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from collections.abc import Mapping
 
 from affectflow.data.emi import write_manifest
 from affectflow.data.folds import assign_folds
+from affectflow.data.listing import PARTITIONS, partition_of, shard_column
 from affectflow.data.readers import read_dataset
-from affectflow.data.shards import assign_shards
-from affectflow.runtime.atomic import write_text_atomic
 
 __all__ = ["write_manifest_job"]
 
@@ -17,23 +17,27 @@ __all__ = ["write_manifest_job"]
 def write_manifest_job(
     task: str,
     root: str | os.PathLike,
+    partition: str,
     out_manifest: str | os.PathLike,
-    out_shards: str | os.PathLike,
     *,
     options: Mapping | None = None,
     n_shards: int,
+    test_shards: int | None = None,
     k_folds: int,
     seed: int,
 ) -> str:
-    """Write the manifest of ``task`` under ``root`` (with shard and fold) and the shard table.
+    """Write the manifest rows of ``partition`` (``labelled`` or ``test``) of ``task`` under ``root``.
 
-    ``options`` go to :func:`~affectflow.data.readers.read_dataset`. The shard table
-    ``out_shards`` counts the clips per shard (rows) and split (columns), tab-separated.
-    Returns a one-line summary for the job's log.
+    ``options`` go to :func:`~affectflow.data.readers.read_dataset`. Shards are those of
+    :func:`affectflow.data.listing.shard_column`; folds are dealt over the labelled clips only
+    (:func:`~affectflow.data.folds.assign_folds`), so test clips never change them. Returns a
+    one-line summary for the job's log.
     """
+    if partition not in PARTITIONS:
+        raise ValueError(f"unknown partition {partition!r}; known: {', '.join(PARTITIONS)}")
     dataset = read_dataset(task, root, **dict(options or {}))
-    manifest = assign_folds(assign_shards(dataset, n_shards), k_folds, seed=seed)
-    write_manifest(manifest, out_manifest)
-    counts = manifest.groupby(["shard", "split"]).size().unstack(fill_value=0)
-    write_text_atomic(out_shards, counts.to_csv(sep="\t"))
-    return f"{len(manifest)} clips ({manifest['split'].value_counts().to_dict()}) in {n_shards} shards"
+    dataset["shard"] = shard_column(dataset["id"], dataset["split"], n_shards, test_shards)
+    manifest = assign_folds(dataset, k_folds, seed=seed)
+    rows = manifest[[partition_of(s) == partition for s in manifest["split"]]].reset_index(drop=True)
+    write_manifest(rows, out_manifest)
+    return f"{len(rows)} {partition} clips ({rows['split'].value_counts().to_dict()}) of {len(manifest)}"

@@ -20,14 +20,13 @@ import os
 import time
 
 import cv2
-import h5py
 import numpy as np
 
 from affectflow.faces.crop import decode_jpeg
 from affectflow.features.align import align_to_frames
 from affectflow.features.registry import create_backbone
 from affectflow.features.signature import DEFAULT_TIMELINE, TIMELINES, check_mask, runtime_options
-from affectflow.h5store import ShardWriter, iter_clips, read_file_attrs
+from affectflow.h5store import ShardWriter, iter_clips, open_shard, read_file_attrs, shard_errors
 from affectflow.runtime.device import pick_device
 
 log = logging.getLogger(__name__)
@@ -54,9 +53,27 @@ class _CropBatches:
     def __len__(self) -> int:
         return len(self.batches)
 
+    def _clip_crops(self, clip_id: str, frames: list[int]) -> list[np.ndarray]:
+        """The decoded (and, with ``mask``, masked) crops of ``frames`` of one clip."""
+        group = self._h5["clips"][clip_id]
+        crops = group["crops"]
+        first, last = min(frames), max(frames)
+        if last - first < 2 * len(frames):  # dense (every valid frame): one slice
+            blobs = crops[first : last + 1]
+            decoded = [decode_jpeg(blobs[f - first].tobytes()) for f in frames]
+        else:  # a few frames spread over a long clip (max_frames): read just those
+            decoded = [decode_jpeg(crops[f].tobytes()) for f in frames]
+        if self.mask is None:
+            return decoded
+        if "crop_landmarks" not in group:
+            raise ValueError(f"{self.path}: clip {clip_id} has no crop_landmarks (a faces shard written "
+                             f"before they were stored); re-run the faces stage to use mask={self.mask!r}")
+        landmarks = group["crop_landmarks"][first : last + 1]
+        return [masked_crop(im, landmarks[f - first], self.mask) for im, f in zip(decoded, frames, strict=True)]
+
     def __getitem__(self, b: int) -> np.ndarray:
         if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
+            self._h5 = open_shard(self.path)
         items = [self.index[i] for i in self.batches[b]]
         images = []
         start = 0
@@ -66,20 +83,8 @@ class _CropBatches:
             while stop < len(items) and items[stop][0] == clip_id:
                 stop += 1
             frames = [f for _, f in items[start:stop]]
-            group = self._h5["clips"][clip_id]
-            crops = group["crops"]
-            first, last = min(frames), max(frames)
-            if last - first < 2 * len(frames):  # dense (every valid frame): one slice
-                blobs = crops[first : last + 1]
-                decoded = [decode_jpeg(blobs[f - first].tobytes()) for f in frames]
-            else:  # a few frames spread over a long clip (max_frames): read just those
-                decoded = [decode_jpeg(crops[f].tobytes()) for f in frames]
-            if self.mask is not None:
-                if "crop_landmarks" not in group:
-                    raise ValueError(f"{self.path}: clip {clip_id} has no crop_landmarks (a faces shard written "
-                                     f"before they were stored); re-run the faces stage to use mask={self.mask!r}")
-                landmarks = group["crop_landmarks"][first : last + 1]
-                decoded = [masked_crop(im, landmarks[f - first], self.mask) for im, f in zip(decoded, frames)]
+            with shard_errors(self.path, clip_id):  # damage deep in the file: named, with the rebuild command
+                decoded = self._clip_crops(clip_id, frames)
             images.extend(decoded)
             start = stop
         return _stack(images)

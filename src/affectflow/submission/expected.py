@@ -1,7 +1,7 @@
 """What a submission must list: its header, its rows, their keys, and the training fallback.
 
-:func:`expected_rows` lists the rows to submit (the manifest's test clips, or every frame the
-organisers' sample file lists); :func:`expected_keys` turns them into the submission's key
+:func:`expected_rows` lists the rows to submit (the test clips of a table of clips, or every frame
+the organisers' sample file lists); :func:`expected_keys` turns them into the submission's key
 column; :func:`training_fallback` is the per-target training mean that stands in for a
 prediction no run could make.
 """
@@ -94,8 +94,8 @@ def _manifest_keys(spec: TaskSpec, manifest: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _sample_file_rows(table: pd.DataFrame, sample_frames: pd.DataFrame) -> pd.DataFrame:
-    """Exactly the frames of ``sample_frames``, in its order, each track mapped to its id."""
+def _sample_file_rows(table: pd.DataFrame, sample_frames: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Exactly the frames of ``sample_frames``, in its order, each track mapped to its id in ``source``."""
     for col in ("name", "frame"):
         if col not in sample_frames.columns:
             raise SubmissionError(f"sample_frames lacks column {col!r} (needs name, frame)")
@@ -106,12 +106,12 @@ def _sample_file_rows(table: pd.DataFrame, sample_frames: pd.DataFrame) -> pd.Da
     unknown = sorted(set(sample_names) - by_name.keys())
     if unknown:
         raise SubmissionError(
-            f"{len(unknown)} track(s) of the sample file absent from the manifest: {first_few(unknown)}"
+            f"{len(unknown)} track(s) of the sample file absent from {source}: {first_few(unknown)}"
         )
     not_test = sorted({n for n in sample_names if by_name[n][1] != "test"})
     if not_test:
         raise SubmissionError(
-            f"{len(not_test)} track(s) of the sample file are not test tracks in the manifest: "
+            f"{len(not_test)} track(s) of the sample file are not test tracks in {source}: "
             f"{first_few([f'{n} ({by_name[n][1]})' for n in not_test])}"
         )
     frames = integer_keys(sample_frames["frame"], where="sample_frames", name="frame")
@@ -135,23 +135,23 @@ def _sample_file_rows(table: pd.DataFrame, sample_frames: pd.DataFrame) -> pd.Da
     unlisted = sorted(set(test_names) - set(sample_names))
     if unlisted:
         log.warning(
-            "%d test track(s) of the manifest are not in the sample file and are not submitted: %s",
-            len(unlisted), first_few(unlisted),
+            "%d test track(s) of %s are not in the sample file and are not submitted: %s",
+            len(unlisted), source, first_few(unlisted),
         )
     return out
 
 
-def _every_frame_rows(manifest: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """Frames 1..``frames`` of every test track (``test``: rows of the manifest), in manifest order."""
+def _every_frame_rows(manifest: pd.DataFrame, test: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Frames 1..``frames`` of every test track (``test``: rows of ``manifest``), in its order."""
     if test.empty:
-        raise SubmissionError("manifest has no test tracks: nothing to submit")
+        raise SubmissionError(f"no test tracks in {source}: nothing to submit")
     if "frames" not in manifest.columns:
-        raise SubmissionError("manifest lacks column 'frames' (and no sample file was given)")
+        raise SubmissionError(f"no 'frames' column in {source} (and no sample file was given)")
     counts = pd.to_numeric(manifest.loc[test.index, "frames"], errors="coerce")
     bad = counts.isna() | (counts < 1) | (counts != np.floor(counts))
     if bad.any():
         raise SubmissionError(
-            f"{int(bad.sum())} test track(s) have no frame count in the manifest, so their frames "
+            f"{int(bad.sum())} test track(s) have no frame count (their video could not be read), so their frames "
             f"cannot be listed (pass the organisers' sample file): {first_few(test['name'][bad].tolist())}"
         )
     counts = counts.astype("int64").to_numpy()
@@ -165,29 +165,40 @@ def _every_frame_rows(manifest: pd.DataFrame, test: pd.DataFrame) -> pd.DataFram
 
 
 def expected_rows(
-    spec: TaskSpec, manifest: pd.DataFrame, *, sample_frames: pd.DataFrame | None = None
+    spec: TaskSpec,
+    manifest: pd.DataFrame,
+    *,
+    sample_frames: pd.DataFrame | None = None,
+    source: str = "the manifest",
 ) -> pd.DataFrame:
     """What a submission for ``spec`` must list, in the order it is written.
 
-    Clip tasks: the manifest's test rows, columns ``id, name``, in manifest order (EMI's name
-    is its id; a manifest without a ``name`` column uses the id for EMI).
+    ``manifest`` is a table of clips with columns ``id``, ``split``, ``name`` (and ``frames``
+    for per-frame tasks without a sample file): a manifest, or the organisers' listing of the
+    data set as the pipeline's submission step builds it
+    (:func:`affectflow.submission.task.write_task_submission`). ``source`` names the table in
+    error messages.
+
+    Clip tasks: the table's test rows, columns ``id, name``, in its order (EMI's name is its id;
+    a table without a ``name`` column uses the id for EMI).
 
     Per-frame tasks: columns ``id, name, frame``. With ``sample_frames`` (columns ``name``,
     ``frame``, from :func:`affectflow.data.affwild2.read_sample_frames`) exactly those
-    rows in that order, each track mapped to its manifest id; a track absent from the
-    manifest, or not in its test split, raises :class:`SubmissionError` naming it. Without it,
-    frames 1..``frames`` of every test track in manifest order (a test track whose ``frames`` is
-    missing or 0 raises: pass the organisers' sample file instead).
+    rows in that order, each track mapped to its id in the table; a track absent from the
+    table, or not in its test split, raises :class:`SubmissionError` naming it. Without it,
+    frames 1..``frames`` of every test track in the table's order (a test track whose ``frames``
+    is missing or 0 raises: pass the organisers' sample file instead).
     """
+    manifest = manifest.reset_index(drop=True)  # the frame counts are looked up by position
     table = _manifest_keys(spec, manifest)
     test = table[table["split"] == "test"]
     if not spec.per_frame:
         if test.empty:
-            raise SubmissionError("manifest has no test rows: nothing to submit")
+            raise SubmissionError(f"no test rows in {source}: nothing to submit")
         return test[["id", "name"]].reset_index(drop=True)
     if sample_frames is not None:
-        return _sample_file_rows(table, sample_frames)
-    return _every_frame_rows(manifest, test)
+        return _sample_file_rows(table, sample_frames, source)
+    return _every_frame_rows(manifest, test, source)
 
 
 def expected_keys(spec: TaskSpec, expected: pd.DataFrame) -> list:

@@ -1,8 +1,10 @@
-"""Train one temporal model on one fold of cached features; write OOF and test predictions.
+"""Train one temporal model on one fold of cached features; write its OOF predictions and the model.
 
 :func:`train_fold` wires the training loop (:func:`affectflow.training.loop.fit`) to a manifest,
 a backbone's feature shards (or several, fused) and a fold; :func:`train_fold_job` is the
-training rule's one call, from paths and config values.
+training rule's one call, from paths and config values. Training reads the labelled clips only:
+the test clips are predicted from the written ``model.pt`` and ``config.json`` by
+:mod:`affectflow.training.predict`, so a new test video re-runs no training.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +25,17 @@ from affectflow.config.runs import modality_backbones, run_backbones
 from affectflow.data import read_manifest
 from affectflow.data.folds import LABELLED_SPLITS, TEST_FOLD, TRAIN_ONLY, make_folds
 from affectflow.models import takes_modality_dims
-from affectflow.runtime.atomic import atomic_path, write_text_atomic
+from affectflow.runtime.atomic import write_text_atomic
 from affectflow.runtime.device import pick_device
 from affectflow.scoring import score_arrays
 from affectflow.tasks import TASKS, task_spec
 from affectflow.training import checkpoints
 from affectflow.training.augment import masked_copies, masked_layouts
-from affectflow.training.batching import subsample
 from affectflow.training.branch_init import with_branch_checkpoints
-from affectflow.training.frames import frame_targets, frames_at_steps, steps_for_frames
-from affectflow.training.loop import fit, predict
-from affectflow.training.sequences import Example, ShardPaths, load_timed, mean_std, shards_by_backbone
+from affectflow.training.loop import fit
+from affectflow.training.sequences import Example, ShardPaths, mean_std, shards_by_backbone
 from affectflow.training.settings import FRAME_TASKS, TrainSettings, settings_from_run
+from affectflow.training.tracks import FoldTracks, Predictor, load_tracks, write_table
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +45,29 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
                frame_labels: pd.DataFrame | None = None, metric: str | None = None,
                callback: Callable[[int, dict], None] | None = None,
                masked_shards: dict[str, ShardPaths] | None = None) -> dict:
-    """Train on the labelled clips outside ``fold``; predict ``fold`` (out-of-fold) and the test clips.
+    """Train on the labelled clips outside ``fold``; predict ``fold`` (out-of-fold).
 
     Folds come from the manifest's ``fold`` column, or from ``settings.fold_scheme`` (see
     :func:`affectflow.data.folds.make_folds`, with ``k_folds``, the config's ``train.k_folds``) when
-    it is not ``"manifest"``. Clips whose feature array is
-    empty (no face, no audio) get no prediction (NaN) from this run; fusion and the submission
-    writer decide what they get. A ``checkpoint.pt`` in ``out_dir`` lets a killed run resume; it is
-    removed when the fold is complete. ``shard_paths`` as a dict {backbone: shards} (two or more)
-    fuses the backbones (aligned on the first one's timeline); fusion models then get
-    ``modality_dims`` from the data unless the run sets it. Returns the metrics dict.
+    it is not ``"manifest"``. Test rows of ``manifest`` (split ``test``), if any, are ignored:
+    neither read nor predicted. Clips whose feature array is empty (no face, no audio) get no
+    prediction (NaN) from this run; fusion and the submission writer decide what they get. A
+    ``checkpoint.pt`` in ``out_dir`` lets a killed run resume; it is removed when the fold is
+    complete. ``shard_paths`` as a dict {backbone: shards} (two or more) fuses the backbones (aligned
+    on the first one's timeline); fusion models then get ``modality_dims`` from the data unless the
+    run sets it. Writes ``oof.csv``, ``model.pt`` (state dict, feature mean and std),
+    ``config.json`` (the settings, ``targets``, ``input_dim``, the ``backbones`` of a dict
+    ``shard_paths``) and ``metrics.json``; returns the metrics dict.
 
     Per-frame tasks (``settings.task`` va or au) take their labels from ``frame_labels`` (columns
     id, frame, targets; see :func:`affectflow.data.affwild2_frames.frame_label_table`) and the
-    manifest's ``fps`` and ``frames``: each feature step is labelled with the frame it shows, and
-    predictions are written per video frame (OOF: the labelled frames; test: frames 1..frames),
-    each taking the nearest feature step in time. ``metric`` (pearson, ccc, f1) scores the OOF
-    predictions (:func:`affectflow.scoring.score_arrays`); by default the task's, pearson for ``clip``.
+    manifest's ``fps``: each feature step is labelled with the frame it shows, and the OOF rows are
+    the labelled frames, each predicted from the nearest feature step in time. ``metric`` (pearson,
+    ccc, f1) scores the OOF predictions (:func:`affectflow.scoring.score_arrays`); by default the
+    task's, pearson for ``clip``.
 
     ``settings.mask_augment`` (task au, the data balancing of Deng et al. 2023, 004) adds, for each
-    training track (not the held-out validation tracks, never OOF or test), a copy whose visual
+    training track (not the held-out validation tracks, never OOF), a copy whose visual
     features come from the face-masked shards of the same backbone (same timeline) and whose labels
     follow :func:`~affectflow.training.augment.mask_copy_labels`. ``masked_shards`` gives each
     region's shards laid out like ``shard_paths`` (see :func:`~affectflow.training.augment.masked_layouts`;
@@ -75,11 +79,12 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
         raise ValueError(f"task {settings.task!r} is per frame: train_fold needs frame_labels (id, frame, targets)")
     metric = metric or (TASKS[settings.task].metric if settings.task in TASKS else "pearson")
     out_dir = Path(out_dir)
+    manifest = manifest[manifest["split"].isin(LABELLED_SPLITS)]  # the test clips are predict_fold's
     if settings.fold_scheme != "manifest":
         manifest = make_folds(manifest, settings.fold_scheme, k=k_folds, seed=settings.seed)
-    tracks = _load_tracks(manifest, shard_paths, targets, frame_labels if per_frame else None)
+    tracks = load_tracks(manifest, shard_paths, targets, per_frame=per_frame, frame_labels=frame_labels)
     settings = _with_modality_dims(settings, tracks.dims)  # what config.json records (the run's seed)
-    labelled = manifest[manifest["split"].isin(LABELLED_SPLITS) & (manifest["fold"] != TEST_FOLD)]
+    labelled = manifest[manifest["fold"] != TEST_FOLD]
     fit_ids = _fit_ids(labelled, fold, tracks)
     s = dataclasses.replace(settings, seed=settings.seed + fold)  # each fold its own seed
     train_ids, val_ids = _holdout(fit_ids, s.val_fraction, s.seed)
@@ -100,20 +105,19 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
              history["train_loss"][-1])
 
     oof_ids = [int(i) for i in labelled.loc[labelled["fold"] == fold, "id"]] if fold >= 0 else []
-    test_ids = [int(i) for i in manifest.loc[manifest["split"] == "test", "id"]]
-    predictor = _Predictor(model, tracks, targets, s, device)
-    oof, test = predictor.oof(oof_ids), predictor.test(test_ids)
+    oof = Predictor(model, tracks, targets, s, device).oof(oof_ids)
     scored = oof.dropna()
-    oof_score = _score_oof(scored, tracks, targets, metric, frame_labels)
     metrics = {"fold": fold, "task": s.task, "fold_scheme": s.fold_scheme, "train_clips": len(train_ids),
                "train_examples": len(train_examples), "val_clips": len(val_ids), "oof_clips": len(oof_ids),
                "oof_rows": len(oof), "oof_rows_predicted": len(scored),
-               "oof_clips_predicted": int(scored["id"].nunique()), "oof_score": oof_score,
+               "oof_clips_predicted": int(scored["id"].nunique()),
+               "oof_score": _score_oof(scored, tracks, targets, metric, frame_labels),
                **_history_metrics(history), "device": device}
     if s.mask_augment:
         metrics["mask_copies"] = {r: sum(c[0] == r for c in copies) for r in s.mask_augment}
-    _write_fold(out_dir, oof, test, model, mean, std, {**asdict(settings), "targets": targets,
-                                                       "input_dim": int(len(mean))}, metrics)
+    backbones = list(shard_paths) if isinstance(shard_paths, dict) else None  # the modalities' order
+    _write_fold(out_dir, oof, model, mean, std, {**asdict(settings), "targets": targets, "input_dim": int(len(mean)),
+                                                 "backbones": backbones}, metrics)
     return metrics
 
 
@@ -151,65 +155,6 @@ def train_fold_job(manifest: str | os.PathLike, feature_shards: Iterable[str | o
     )
 
 
-@dataclass
-class FoldTracks:
-    """The tracks a fold job reads: features by id (normalised in place by :meth:`normalise`), their
-    timestamps (s), the fused backbones' widths, the manifest by id, and for per-frame tasks the labels."""
-
-    sequences: dict[int, np.ndarray]
-    times: dict[int, np.ndarray]
-    dims: list[int] | None  # each fused backbone's width; None for one backbone
-    by_id: pd.DataFrame
-    per_frame: bool
-    usable: set[int]  # tracks with features (per frame: and a frame rate); only these are predicted
-    trainable: set[int]  # usable tracks with a label to fit on
-    labels_of: dict[int, tuple[np.ndarray, np.ndarray]]  # per frame: (labelled frames, their values) by id
-    step_labels: dict[int, np.ndarray]  # per frame: (T, K) labels of each usable labelled track's steps
-
-    def fps(self, i: int) -> float:
-        """Track ``i``'s video frame rate."""
-        return float(self.by_id.at[i, "fps"])
-
-    def normalise(self, mean: np.ndarray, std: np.ndarray) -> None:
-        """Normalise every usable track's features, in place."""
-        # track by track: at Aff-Wild2's scale (millions of steps, thousands of fused dimensions) a
-        # second, normalised copy of every track would double the job's memory
-        for i in self.usable:
-            self.sequences[i] = ((self.sequences[i] - mean) / std).astype(np.float32, copy=False)
-
-    def model_input(self, i: int, settings: TrainSettings) -> torch.Tensor:
-        """Track ``i``'s features as the model reads them."""
-        x = self.sequences[i]
-        # clip tasks subsample long clips to max_steps; per-frame tasks keep every step (segments
-        # bound the length instead) because every frame needs its own prediction
-        return torch.from_numpy(x if self.per_frame else np.ascontiguousarray(subsample(x, settings.max_steps)))
-
-
-def _load_tracks(manifest: pd.DataFrame, shard_paths: ShardPaths, targets: list[str],
-                 frame_labels: pd.DataFrame | None) -> FoldTracks:
-    """The fold's tracks; with ``frame_labels`` (per-frame tasks) their labels put on the feature steps."""
-    sequences, times, dims = load_timed(shard_paths)
-    by_id = manifest.set_index("id")
-    usable = {i for i, seq in sequences.items() if len(seq) > 0}
-    tracks = FoldTracks(sequences, times, dims, by_id, frame_labels is not None, usable, usable, {}, {})
-    if frame_labels is None:
-        return tracks
-    # a track whose frame rate could not be probed cannot be put on the frame timeline
-    fps_of = pd.to_numeric(by_id["fps"], errors="coerce")
-    no_rate = sorted(i for i in usable if i in fps_of.index and not (np.isfinite(fps_of[i]) and fps_of[i] > 0))
-    if no_rate:
-        names = by_id.loc[no_rate, "name"].astype(str).tolist() if "name" in by_id else no_rate
-        log.warning("%d track(s) without a usable frame rate get no prediction from this run: %s",
-                    len(no_rate), names[:10])
-        tracks.usable = usable - set(no_rate)
-    tracks.labels_of = {int(i): (g["frame"].to_numpy(np.int64), g[targets].to_numpy(np.float32))
-                        for i, g in frame_labels.groupby("id", sort=False)}
-    tracks.step_labels = {i: frame_targets(times[i], tracks.fps(i), *tracks.labels_of[i])
-                          for i in tracks.usable if i in tracks.labels_of}
-    tracks.trainable = {i for i, y in tracks.step_labels.items() if np.isfinite(y).any()}
-    return tracks
-
-
 def _with_modality_dims(settings: TrainSettings, dims: list[int] | None) -> TrainSettings:
     """Fused backbones give a fusion model its ``modality_dims`` from the data unless the run sets them."""
     if dims is not None and "modality_dims" not in settings.model_params and takes_modality_dims(settings.model):
@@ -244,68 +189,6 @@ def _examples(tracks: FoldTracks, ids: list[int], targets: list[str], s: TrainSe
     return [Example.make(tracks.model_input(i, s), y[n], task=s.task) for n, i in enumerate(ids)]
 
 
-class _Predictor:
-    """The trained model's prediction tables of a fold: one row per clip, or per video frame."""
-
-    def __init__(self, model: torch.nn.Module, tracks: FoldTracks, targets: list[str], s: TrainSettings,
-                 device: str) -> None:
-        self.model, self.tracks, self.targets, self.settings, self.device = model, tracks, targets, s, device
-
-    def _predict(self, ids: list[int]) -> list[np.ndarray]:
-        xs = [self.tracks.model_input(i, self.settings) for i in ids]
-        return predict(self.model, xs, settings=self.settings, device=self.device)
-
-    def oof(self, ids: list[int]) -> pd.DataFrame:
-        """Out-of-fold rows: each clip, or each labelled frame of each track."""
-        if not self.tracks.per_frame:
-            return self.clips(ids)
-        labels_of = self.tracks.labels_of
-        return self.frames({i: labels_of[i][0] if i in labels_of else np.zeros(0, np.int64) for i in ids})
-
-    def test(self, ids: list[int]) -> pd.DataFrame:
-        """Test rows: each clip, or frames 1..frames of each track."""
-        if not self.tracks.per_frame:
-            return self.clips(ids)
-        return self.frames({i: np.arange(1, self._frame_count(i) + 1) for i in ids})
-
-    def clips(self, ids: list[int]) -> pd.DataFrame:
-        """One row per clip (id, targets); NaN for a clip without features."""
-        frame = pd.DataFrame({"id": ids})
-        values = np.full((len(ids), len(self.targets)), np.nan, np.float32)
-        have = [n for n, i in enumerate(ids) if i in self.tracks.usable]
-        if have:
-            values[have] = np.stack(self._predict([ids[n] for n in have]))
-        frame[self.targets] = values
-        return frame
-
-    def frames(self, wanted: dict[int, np.ndarray]) -> pd.DataFrame:
-        """One row per wanted frame of each track (id, frame, targets), each from the step that shows
-        the frame (else the nearest); NaN for a track without features."""
-        tracks, targets = self.tracks, self.targets
-        have = [i for i in wanted if i in tracks.usable]
-        preds = dict(zip(have, self._predict(have), strict=True)) if have else {}
-        parts = []
-        for i, ks in wanted.items():
-            values = np.full((len(ks), len(targets)), np.nan, np.float32)
-            if i in preds and len(ks):
-                values = preds[i][steps_for_frames(tracks.times[i], ks, tracks.fps(i))]
-            part = pd.DataFrame(values, columns=targets)
-            part.insert(0, "frame", ks.astype(np.int64))
-            part.insert(0, "id", i)
-            parts.append(part)
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "frame", *targets])
-
-    def _frame_count(self, i: int) -> int:
-        # the probed count; when the probe gave none, up to the frame the last feature step shows
-        tracks = self.tracks
-        n = pd.to_numeric(pd.Series([tracks.by_id.at[i, "frames"]]), errors="coerce").iloc[0]
-        if np.isfinite(n) and n > 0:
-            return int(n)
-        if i in tracks.usable and len(tracks.times[i]):
-            return int(frames_at_steps(tracks.times[i][-1:], tracks.fps(i))[0])
-        return 0
-
-
 def _score_oof(scored: pd.DataFrame, tracks: FoldTracks, targets: list[str], metric: str,
                frame_labels: pd.DataFrame | None) -> dict:
     """The OOF score of the predicted rows ``scored`` against their truth (the manifest's clip labels,
@@ -333,13 +216,11 @@ def _history_metrics(history: dict) -> dict:
     }
 
 
-def _write_fold(out_dir: Path, oof: pd.DataFrame, test: pd.DataFrame, model: torch.nn.Module, mean: np.ndarray,
-                std: np.ndarray, config: dict, metrics: dict) -> None:
+def _write_fold(out_dir: Path, oof: pd.DataFrame, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray,
+                config: dict, metrics: dict) -> None:
     """Write the fold's outputs (each atomically) and drop its resume checkpoint."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("oof.csv", oof), ("test.csv", test)):
-        with atomic_path(out_dir / name) as tmp:
-            frame.to_csv(tmp, index=False, float_format="%.6f")
+    write_table(out_dir / "oof.csv", oof)
     checkpoints.save(out_dir / "model.pt", {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                                             "mean": torch.from_numpy(mean), "std": torch.from_numpy(std)})
     write_text_atomic(out_dir / "config.json", json.dumps(config, indent=2))
