@@ -83,15 +83,16 @@ def test_k_folds_is_required_where_folds_are_compared():
 
 
 def test_rule_resources_count_one_shard_for_shard_rules_and_every_shard_for_train():
-    config = demo_config()  # 72 demo clips over 4 shards: 18 per shard
+    config = demo_config()  # 72 demo clips over 3 shards: 24 per shard (test clips included: an upper bound)
     resources = rule_resources(config)
     assert list(resources) == list(RULES)
     for rule in ("media", "faces", "features"):
-        assert resources[rule] == job_resources(rule, config["resources"][rule], clips=18)
+        assert resources[rule] == job_resources(rule, config["resources"][rule], clips=24)
+    # training reads the labelled shards only
     assert resources["train"] == job_resources("train", config["resources"]["train"], clips=72)
     assert resources["train"]["mem_mb"] == 2000 + 72  # the schema's base and 1 MB per clip
     config["resources"]["clips_per_shard"] = 5
-    assert rule_resources(config)["train"] == job_resources("train", config["resources"]["train"], clips=20)
+    assert rule_resources(config)["train"] == job_resources("train", config["resources"]["train"], clips=15)
 
 
 def test_section_defaults_of_every_entry_of_a_mapping():

@@ -94,3 +94,42 @@ def test_a_malformed_split_file_fails_the_listing_naming_it(tmp_path):
     (tmp_path / "train_split.csv").write_text("Filename,Joy\n1,0.5\n")
     with pytest.raises(Exception, match="train_split.csv"):
         read_listing("emi", tmp_path, n_shards=2)
+
+
+def test_eri_labels_digest_sees_a_label_edit_and_not_a_new_test_row(tmp_path):
+    """The labelled manifest's values: ERI's data_info.csv holds the test rows too, and a new test row
+    must not re-run training, while an edited label must."""
+    from affectflow.testing import make_reaction
+
+    root = make_reaction(tmp_path / "eri", layout="data_info", n_clips=12)
+    info = root / "data_info.csv"
+    lines = info.read_text().splitlines()
+    first = read_listing("eri", root, n_shards=2)
+    labelled = first.partition_clips("labelled", fingerprints=False)
+
+    (root / "raw" / "99999.mp4").write_bytes(b"a new test clip")
+    info.write_text("\n".join([*lines, "[99999],Test,,,,,,,,30,United States"]) + "\n")
+    added = read_listing("eri", root, n_shards=2)
+    assert added.labels == first.labels
+    assert added.partition_clips("labelled", fingerprints=False) == labelled
+    assert 99999 in {c[0] for c in added.partition_clips("test", fingerprints=False)}
+
+    row = next(i for i, line in enumerate(lines) if ",Train," in line)
+    cells = lines[row].split(",")
+    cells[2] = "0.5" if cells[2] != "0.500000" else "0.25"
+    info.write_text("\n".join([*lines[:row], ",".join(cells), *lines[row + 1:]]) + "\n")
+    assert read_listing("eri", root, n_shards=2).labels != first.labels
+
+
+def test_a_manifest_job_fails_when_the_data_set_changed_after_the_listing(tmp_path):
+    from affectflow.data import DatasetError, write_manifest_job
+
+    write_emi(tmp_path, train=range(0, 6), val=range(6, 8), test=range(8, 10))
+    listed = [c[0] for c in read_listing("emi", tmp_path, n_shards=2).partition_clips("test", fingerprints=False)]
+    (tmp_path / "raw" / emi_media_name(10)).write_bytes(b"added while the run was starting")
+    kwargs = dict(n_shards=2, k_folds=2, seed=0, listed_ids=listed)
+    with pytest.raises(DatasetError, match=r"added: \[10\]"):
+        write_manifest_job("emi", tmp_path, "test", tmp_path / "t.tsv", **kwargs)
+    assert not (tmp_path / "t.tsv").exists()
+    write_manifest_job("emi", tmp_path, "test", tmp_path / "t.tsv", **{**kwargs, "listed_ids": [*listed, 10]})
+    assert (tmp_path / "t.tsv").is_file()

@@ -10,7 +10,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from affectflow.config.runs import run_backbones
+from affectflow.config.runs import run_backbones, run_folds
 from affectflow.data.shards import shard_of
 from affectflow.tasks import emi_media_name
 
@@ -45,7 +45,7 @@ def planned(config, shard_jobs, *, train=False, manifest=False, test_manifest=Fa
     members = config["ensemble"]["members"]
     runs = config["train"]["runs"]
     backbones = sorted({b for run in members for b in run_backbones(runs[run])})
-    folds = [(run, str(k)) for run in members for k in range(config["train"]["k_folds"])]
+    folds = [(run, str(k)) for run in members for k in range(run_folds(runs[run], config["train"]["k_folds"]))]
     jobs = []
     for s in shard_jobs:
         jobs += [("media", (("s", s),)), ("faces", (("detector", config["faces"]["detector"]), ("s", s)))]

@@ -5,7 +5,7 @@ from affectflow.config.names import registered
 from affectflow.config.resources import rule_resources
 from affectflow.config.runs import run_backbones, run_folds
 from affectflow.data import dataset_options
-from affectflow.data.listing import LABELLED, TEST, read_listing
+from affectflow.data.listing import LABELLED, TEST, TEST_SHARD_PREFIX, read_listing
 from affectflow.features.signature import cached_feature_signature
 from affectflow.tasks import task_spec
 
@@ -43,7 +43,7 @@ JOB = rule_resources(config)
 
 
 wildcard_constraints:
-    s=r"(test)?\d+",
+    s=rf"({TEST_SHARD_PREFIX})?\d+",
     k=r"\d+",
     backbone="|".join(config["features"]),
     run="|".join(RUNS),

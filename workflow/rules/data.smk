@@ -26,7 +26,6 @@ if "demo" in DATASET:
 
 rule manifest:
     input:
-        labels=label_files(TASK.name, ROOT),
         demo=demo_set(),
     output:
         manifest=f"{RESULTS}/manifest.tsv",
@@ -40,11 +39,14 @@ rule manifest:
         partition=LABELLED,
         # the reader opens the videos only for the frame tasks' frame rate and count
         clips=LISTING.partition_clips(LABELLED, fingerprints=TASK.per_frame),
+        # the labels as the files hold them now: an edit re-runs this job, a test row added to
+        # ERI's data_info.csv does not, and a label file copied back with an older time is seen
+        labels=LISTING.labels,
         task=TASK.name,
         root=lambda wildcards: ROOT,
         options=dataset_options(DATASET),
         n_shards=N_SHARDS,
-        test_shards=DATASET.get("test_shards"),
+        test_shards=None,  # the labelled rows' shards do not depend on it
         k_folds=K_FOLDS,
         seed=SEED,
     script:
@@ -53,8 +55,6 @@ rule manifest:
 
 # The test clips, apart: a new test video re-writes this table and never the one training reads.
 use rule manifest as test_manifest with:
-    input:
-        demo=demo_set(),
     output:
         manifest=f"{RESULTS}/test_manifest.tsv",
     log:
@@ -64,13 +64,8 @@ use rule manifest as test_manifest with:
     params:
         partition=TEST,
         clips=LISTING.partition_clips(TEST, fingerprints=TASK.per_frame),
-        task=TASK.name,
-        root=lambda wildcards: ROOT,
-        options=dataset_options(DATASET),
-        n_shards=N_SHARDS,
+        labels="",
         test_shards=DATASET.get("test_shards"),
-        k_folds=K_FOLDS,
-        seed=SEED,
 
 
 # Per-frame tasks: every valid labelled frame of the train/val tracks in one table.

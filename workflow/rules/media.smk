@@ -20,8 +20,9 @@ rule media:
         runtime=JOB["media"]["runtime"],
     params:
         # the shard's clips with their files' fingerprints: a new, removed or replaced video re-runs
-        # this shard (the data root is read from the config, so moving the data set re-runs nothing)
+        # this shard; the media shard records each video's path, so a new root re-runs it too
         clips=lambda wildcards: LISTING.shard_clips(wildcards.s),
+        root=lambda wildcards: ROOT,
         sample_rate=config["media"]["sample_rate"],
         peak_dbfs=config["media"]["peak_dbfs"],
         max_seconds=config["media"]["max_seconds"],

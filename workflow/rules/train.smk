@@ -1,6 +1,7 @@
 # Train stage: one temporal model per run (one backbone), K folds over train+val; then each fold's
 # model predicts the test clips in a job of its own, so new test videos never re-run training.
 from affectflow.config.runs import branch_model_paths, modality_backbones
+from affectflow.training.recipes import resolve_run
 
 
 rule train:
@@ -31,6 +32,8 @@ rule train:
         runtime=JOB["train"]["runtime"],
     params:
         settings=lambda wildcards: RUNS[wildcards.run],
+        # the run over its recipe: editing a recipe re-runs the runs that name it
+        resolved=lambda wildcards: resolve_run(RUNS[wildcards.run]),
         seed=SEED,
         k_folds=K_FOLDS,
         task=TASK.name,
@@ -60,6 +63,8 @@ rule predict_test:
         runtime=JOB["train"]["runtime"],
     params:
         settings=lambda wildcards: RUNS[wildcards.run],
+        # the run over its recipe: editing a recipe re-runs the runs that name it
+        resolved=lambda wildcards: resolve_run(RUNS[wildcards.run]),
         task=TASK.name,
     script:
         "../scripts/predict_test.py"

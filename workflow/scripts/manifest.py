@@ -10,5 +10,6 @@ log.info(
     write_manifest_job(
         p.task, p.root, p.partition, snakemake.output.manifest, options=p.options,
         n_shards=p.n_shards, test_shards=p.test_shards, k_folds=p.k_folds, seed=p.seed,
+        listed_ids=[clip[0] for clip in p.clips],  # the clips the media jobs were given
     ),
 )

@@ -7,7 +7,7 @@ job(snakemake)
 p = snakemake.params
 write_media_shard(
     p.clips,
-    snakemake.config["dataset"]["root"],  # not a param: moving the data set must re-run nothing
+    p.root,
     snakemake.wildcards.s,
     snakemake.output.shard,
     snakemake.output.qc,

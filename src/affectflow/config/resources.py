@@ -3,15 +3,17 @@
 Jobs are per shard, so what a job needs grows with the clips in its shard: each of ``cpus``,
 ``mem_mb`` and ``runtime`` (minutes) is ``base + per_clip * clips``, rounded up and capped by its
 ``max_*``. The shard rules (media, faces, features) count the clips of one shard; ``train``
-reads every shard and counts all clips (:func:`rule_resources`, which the workflow's
-``common.smk`` calls). ``gpu`` is the number of GPUs a job asks for (GPU rules default to 1; 0
-sends the rule to CPU nodes). The rules take these as their ``threads`` and ``resources``,
-which a cluster profile turns into sbatch options and ``--cores`` / ``--resources gpu=N`` bound
-on one box.
+reads every labelled shard and counts ``n_shards`` shards' clips (:func:`rule_resources`, which
+the workflow's ``common.smk`` calls; ``predict_test`` is sized as ``train``). ``gpu`` is the
+number of GPUs a job asks for (GPU rules default to 1; 0 sends the rule to CPU nodes). The rules
+take these as their ``threads`` and ``resources``, which a cluster profile turns into sbatch
+options and ``--cores`` / ``--resources gpu=N`` bound on one box.
 
 The DAG is built before the manifest exists, so the clips per shard are estimated from the
 config: ``resources.clips_per_shard`` when given, else the demo's clip count, else the clips the
-data set's reader counts (media files under ``raw/``, Aff-Wild2 annotation tracks), over ``n_shards``.
+data set's reader counts (media files under ``raw/``, Aff-Wild2 annotation tracks), over
+``n_shards``. For EMI and ERI the count includes the test clips, which have shards of their own:
+the estimate errs on the large side (a job that asks for too little memory is killed).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ EMI and ERI split files are read, so a malformed one fails here, naming the file
 from __future__ import annotations
 
 import glob
+import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -50,10 +51,13 @@ __all__ = [
     "LABELLED",
     "PARTITIONS",
     "TEST",
+    "TEST_SHARD_PREFIX",
     "Listing",
     "count_test_shards",
     "fingerprint",
+    "check_partition",
     "label_files",
+    "labels_digest",
     "partition_of",
     "read_listing",
     "shard_column",
@@ -88,9 +92,15 @@ def count_test_shards(n_shards: int, test_shards: int | None = None) -> int:
 
 def shard_label(partition: str, index: int) -> str:
     """The shard's name in file names: ``"3"`` (labelled) or ``"test3"`` (test)."""
+    check_partition(partition)
+    return f"{TEST_SHARD_PREFIX}{index}" if partition == TEST else str(index)
+
+
+def check_partition(partition: str) -> str:
+    """``partition`` if it is one of :data:`PARTITIONS`, else a ValueError naming them."""
     if partition not in PARTITIONS:
         raise ValueError(f"unknown partition {partition!r}; known: {', '.join(PARTITIONS)}")
-    return f"{TEST_SHARD_PREFIX}{index}" if partition == TEST else str(index)
+    return partition
 
 
 def partition_of(split: str) -> str:
@@ -117,11 +127,13 @@ def label_files(task: str, root: str | os.PathLike) -> list[str]:
 @dataclass(frozen=True)
 class Listing:
     """The listed clips (columns id, name, split, partition, media relative to ``root``, shard,
-    fingerprint) and the shard labels of both partitions, labelled first."""
+    fingerprint), the shard labels of both partitions (labelled first), and ``labels``: a digest of
+    the labels as the organisers' files hold them now (see :func:`labels_digest`)."""
 
     root: str
     clips: pd.DataFrame
     shards: tuple[str, ...]
+    labels: str = ""
 
     def partition_shards(self, partition: str) -> list[str]:
         """The shard labels of ``partition``."""
@@ -129,6 +141,8 @@ class Listing:
 
     def shard_clips(self, shard: str) -> list[tuple]:
         """``(id, name, media, fingerprint)`` of every clip of ``shard``, by id: a media job's clips."""
+        if str(shard) not in self.shards:
+            raise ValueError(f"no shard {shard!r} in this data set; its shards: {', '.join(self.shards)}")
         rows = self.clips[self.clips["shard"] == str(shard)]
         return [(int(i), str(n), str(m), str(f))
                 for i, n, m, f in zip(rows["id"], rows["name"], rows["media"], rows["fingerprint"], strict=True)]
@@ -154,8 +168,23 @@ def _demo_clips(root: str, demo: Mapping) -> pd.DataFrame:
                          "media": media, "fingerprint": ""})
 
 
-def _read_clips(task: str, root: str, test_list: str | os.PathLike | None) -> pd.DataFrame:
-    """The data set's clips as its reader lists them, media relative to ``root``, with fingerprints."""
+def labels_digest(task: str, root: str | os.PathLike, dataset: pd.DataFrame) -> str:
+    """SHA-256 of the labels as the organisers' files hold them now: the labelled rows' ids, splits and
+    targets (EMI, ERI: the reader has parsed them), or each annotation file's fingerprint (VA, AU:
+    parsing millions of annotation lines at each start would be slow). A test row added to ERI's
+    ``data_info.csv`` or a label file copied back with an older time changes nothing, resp. is seen."""
+    spec = task_spec(task)
+    if spec.per_frame:
+        text = "\n".join(f"{path}\t{fingerprint(path)}" for path in label_files(spec.name, root))
+    else:
+        labelled = dataset[dataset["split"].isin(LABELLED_SPLITS)]
+        text = labelled[["id", "split", *spec.targets]].to_csv(index=False, float_format="%.17g")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_clips(task: str, root: str, test_list: str | os.PathLike | None) -> tuple[pd.DataFrame, str]:
+    """The data set's clips as its reader lists them, media relative to ``root``, with fingerprints;
+    and the :func:`labels_digest`."""
     spec = task_spec(task)
     if spec.per_frame:
         df = affwild2.read_affwild2_manifest(root, spec.name, test_list=test_list, probe=False)
@@ -163,8 +192,9 @@ def _read_clips(task: str, root: str, test_list: str | os.PathLike | None) -> pd
         df = read_dataset(spec.name, root)
     base = os.path.realpath(root)
     media = [os.path.relpath(m, base) for m in df["media"]]
-    return pd.DataFrame({"id": df["id"].astype("int64"), "name": df["name"].astype(str), "split": df["split"],
-                         "media": media, "fingerprint": [fingerprint(os.path.join(base, m)) for m in media]})
+    clips = pd.DataFrame({"id": df["id"].astype("int64"), "name": df["name"].astype(str), "split": df["split"],
+                          "media": media, "fingerprint": [fingerprint(os.path.join(base, m)) for m in media]})
+    return clips, labels_digest(spec.name, root, df)
 
 
 def read_listing(task: str, root: str | os.PathLike, *, n_shards: int, test_shards: int | None = None,
@@ -172,18 +202,20 @@ def read_listing(task: str, root: str | os.PathLike, *, n_shards: int, test_shar
     """List the data set of ``task`` under ``root`` and give each clip its partition and shard.
 
     ``n_shards`` labelled shards and :func:`count_test_shards` test shards. ``demo`` (the config's
-    ``dataset.demo``): the clips come from the demo's plan, so the set need not be rendered yet.
-    Raises what the task's reader raises for a malformed or missing organisers' file.
+    ``dataset.demo``): the clips come from the demo's plan, so the set need not be rendered yet (its
+    files are the demo rule's outputs: fingerprints and the labels digest are empty, Snakemake tracks
+    them through that rule). Raises what the task's reader raises for a malformed or missing
+    organisers' file.
     """
     root = str(root)
-    clips = _demo_clips(root, demo) if demo else _read_clips(task, root, test_list)
+    clips, labels = (_demo_clips(root, demo), "") if demo else _read_clips(task, root, test_list)
     clips["partition"] = [partition_of(s) for s in clips["split"]]
     clips["shard"] = shard_column(clips["id"], clips["split"], n_shards, test_shards)
     clips = clips.sort_values("id", kind="stable").reset_index(drop=True)[_COLUMNS]
     n_test = count_test_shards(n_shards, test_shards)
     shards = tuple(shard_label(LABELLED, k) for k in range(int(n_shards))) + tuple(
         shard_label(TEST, k) for k in range(n_test))
-    return Listing(root, clips, shards)
+    return Listing(root, clips, shards, labels)
 
 
 def shard_column(ids, splits, n_shards: int, test_shards: int | None = None) -> list[str]:

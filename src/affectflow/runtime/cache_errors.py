@@ -20,8 +20,9 @@ import os
 import re
 import shlex
 
-#: The command that re-creates one cached file (run in the workflow's working directory).
-REBUILD_COMMAND = "snakemake --cores all --forcerun {path}"
+#: The command that re-creates one cached file (run in the workflow's working directory, with the
+#: run's own --configfile / --profile: without them Snakemake builds the default demo config's jobs).
+REBUILD_COMMAND = "snakemake --cores all --forcerun {path} (with the run's --configfile and --profile)"
 
 # h5py's message, e.g. "Unable to synchronously open file (truncated file: eof = 1, ...)": HDF5's own
 # reason is the last parenthesised part.

@@ -69,7 +69,8 @@ def organiser_clips(
     video), sorted by id. Per-frame tasks also get ``frames``, each test track's frame count as
     the run's test manifest ``processed`` recorded it (the listing does not open the videos).
     """
-    clips = read_listing(spec.name, root, n_shards=1, test_list=test_list).clips[["id", "name", "split"]].copy()
+    listed = read_listing(spec.name, root, n_shards=1, test_list=test_list).clips
+    clips = listed[["id", "name", "split", "partition"]].copy()
     if spec.per_frame:
         ids = integer_keys(processed["id"], where="test manifest", name="id")
         counts = processed["frames"] if "frames" in processed.columns else pd.Series(np.nan, index=processed.index)
@@ -94,7 +95,7 @@ def check_processed_tests(
     the organisers list but the run did not process, and those the run processed that the
     organisers no longer list as test clips, with :data:`RERUN_ADVICE`.
     """
-    listed = clips[clips["split"] == TEST]
+    listed = clips[clips["partition"] == TEST]
     listed_ids = set(listed["id"].tolist())
     processed_ids = integer_keys(processed["id"], where=str(test_manifest), name="id")
     done = set(processed_ids.tolist())
