@@ -4,6 +4,7 @@ user has them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -204,10 +205,17 @@ def test_affwild2_changes_rerun_exactly_what_they_affect(affwild2_run):
         open(video, "wb").write(saved[0])
         os.utime(video, ns=(saved[1].st_atime_ns, saved[1].st_mtime_ns))
 
-    # a new test track (a video and its line in the test list): its test shard, the test manifest, prediction
+    # the test list named in the config (the organisers' file, released late): no training job
     test_lists = sorted((root / TEST_LIST_DIR).glob("Valence*"))
     assert len(test_lists) == 1
     test_list = test_lists[0]
+    named = json.loads(json.dumps(config))
+    named["dataset"]["test_list"] = str(test_list)
+    listed, stdout = listed_jobs(workdir, write_config(workdir, named), target)
+    assert listed == planned(config, [], test_manifest=True), stdout[-3000:]
+    write_config(workdir, config)
+
+    # a new test track (a video and its line in the test list): its test shard, the test manifest, prediction
     saved = test_list.read_text(), os.stat(test_list)
     source = _track_shards(workdir, config, "test").iloc[0]["media"]
     new_video = os.path.join(os.path.dirname(source), "added_video" + os.path.splitext(source)[1])

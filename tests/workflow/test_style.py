@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from affectflow.data.listing import count_test_shards
+
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -35,5 +37,6 @@ def test_job_count_grows_with_shards_not_clips(tmp_path):
     _, jobs_large = dag_scale.dry_run(tmp_path / "wb", tmp_path / "b", 4)
     _, jobs_more_shards = dag_scale.dry_run(tmp_path / "wc", tmp_path / "b", 8)
     assert jobs_small == jobs_large
-    # media, faces and two backbones per shard: 4 more jobs per extra shard
-    assert jobs_more_shards - jobs_large == 4 * 4
+    # media, faces and two backbones per shard: 4 more jobs per extra shard (labelled or test)
+    extra_shards = (8 + count_test_shards(8)) - (4 + count_test_shards(4))
+    assert extra_shards == 5 and jobs_more_shards - jobs_large == 4 * extra_shards

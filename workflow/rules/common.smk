@@ -1,5 +1,7 @@
 # Paths, shard lists, config look-ups and the target list shared by every stage. The config is
 # validated with its schema's defaults filled in (Snakefile), so values are read by indexing.
+import os
+
 from affectflow.config import check_config
 from affectflow.config.names import registered
 from affectflow.config.resources import rule_resources
@@ -16,6 +18,8 @@ FACE_OPTIONS = check_config(config)
 DATASET = config["dataset"]
 DS = DATASET["name"]
 ROOT = DATASET["root"]
+# the root as the jobs record it: "data/x", "./data/x/" and its absolute path are one place
+ROOT_PATH = os.path.abspath(ROOT)
 N_SHARDS = DATASET["n_shards"]
 # The data set as it is now: each clip's partition, shard and file fingerprint. Each job gets the
 # part it depends on as a params value, so new, removed or replaced files re-run exactly that.

@@ -43,8 +43,9 @@ rule manifest:
         # ERI's data_info.csv does not, and a label file copied back with an older time is seen
         labels=LISTING.labels,
         task=TASK.name,
-        root=lambda wildcards: ROOT,
-        options=dataset_options(DATASET),
+        root=lambda wildcards: ROOT_PATH,
+        # no test list: the organisers' late release of one must not re-write this table
+        options=dataset_options(DATASET, labelled_only=True),
         n_shards=N_SHARDS,
         test_shards=None,  # the labelled rows' shards do not depend on it
         k_folds=K_FOLDS,
@@ -65,6 +66,7 @@ use rule manifest as test_manifest with:
         partition=TEST,
         clips=LISTING.partition_clips(TEST, fingerprints=TASK.per_frame),
         labels="",
+        options=dataset_options(DATASET),
         test_shards=DATASET.get("test_shards"),
 
 

@@ -22,7 +22,7 @@ rule media:
         # the shard's clips with their files' fingerprints: a new, removed or replaced video re-runs
         # this shard; the media shard records each video's path, so a new root re-runs it too
         clips=lambda wildcards: LISTING.shard_clips(wildcards.s),
-        root=lambda wildcards: ROOT,
+        root=lambda wildcards: ROOT_PATH,
         sample_rate=config["media"]["sample_rate"],
         peak_dbfs=config["media"]["peak_dbfs"],
         max_seconds=config["media"]["max_seconds"],

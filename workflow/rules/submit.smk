@@ -21,7 +21,7 @@ rule submission:
         "../../envs/affectflow.yaml"
     params:
         task=TASK.name,
-        root=ROOT,
+        root=ROOT_PATH,
         test_list=DATASET.get("test_list"),
     script:
         "../scripts/submission.py"

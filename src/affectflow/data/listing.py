@@ -112,8 +112,8 @@ def label_files(task: str, root: str | os.PathLike) -> list[str]:
     """The files the labels of ``task`` are read from: EMI's split csvs, ERI's ``data_info.csv`` (or
     ``labels.csv`` + ``partition.csv``), every Aff-Wild2 annotation file of the train and validation sets.
 
-    Each is an input of the manifest job, so editing one re-runs it (a directory's time does not
-    change when a file in it is edited, hence the files themselves for Aff-Wild2).
+    The demo rule's outputs (EMI), and for Aff-Wild2 the files whose fingerprints make the labels
+    digest (:func:`labels_digest`): a folder's time does not change when a file in it is edited.
     """
     spec = task_spec(task)
     if spec.name == "emi":
@@ -175,7 +175,7 @@ def labels_digest(task: str, root: str | os.PathLike, dataset: pd.DataFrame) -> 
     ``data_info.csv`` or a label file copied back with an older time changes nothing, resp. is seen."""
     spec = task_spec(task)
     if spec.per_frame:
-        text = "\n".join(f"{path}\t{fingerprint(path)}" for path in label_files(spec.name, root))
+        text = "\n".join(f"{os.path.relpath(path, root)}\t{fingerprint(path)}" for path in label_files(spec.name, root))
     else:
         labelled = dataset[dataset["split"].isin(LABELLED_SPLITS)]
         text = labelled[["id", "split", *spec.targets]].to_csv(index=False, float_format="%.17g")

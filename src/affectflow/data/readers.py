@@ -1,7 +1,7 @@
 """The reader of each task (emi, eri, va, au): its manifest, its organisers' files and its clip count.
 
 :func:`read_dataset` reads a data set into a manifest; :func:`organiser_files` lists the
-organisers' files that manifest is read from (the workflow's inputs of the manifest rule) and
+organisers' files that manifest is read from and
 :func:`count_clips` estimates the clips before any manifest exists (to size the jobs). Each
 dispatches to :mod:`affectflow.data.emi`, :mod:`~affectflow.data.reaction` or
 :mod:`~affectflow.data.affwild2`.
@@ -36,12 +36,18 @@ def _check_task(task: str) -> str:
     return task
 
 
-def dataset_options(dataset: Mapping) -> dict:
+#: reader options that say which clips are test clips: the labelled clips' manifest does not depend on them
+TEST_OPTIONS: tuple[str, ...] = ("test_list",)
+
+
+def dataset_options(dataset: Mapping, *, labelled_only: bool = False) -> dict:
     """The reader options (:data:`DATASET_OPTIONS`, of any task) that the config's ``dataset``
     section sets, for :func:`read_dataset`: an option the task's reader does not take fails there,
-    naming it."""
+    naming it. ``labelled_only`` leaves out :data:`TEST_OPTIONS`, so that pointing the config at
+    a test list released late re-writes no manifest that training reads."""
     every = dict.fromkeys(name for names in DATASET_OPTIONS.values() for name in names)
-    return {name: dataset[name] for name in every if name in dataset}
+    skip = TEST_OPTIONS if labelled_only else ()
+    return {name: dataset[name] for name in every if name in dataset and name not in skip}
 
 
 def read_dataset(task: str, root: str | os.PathLike, **options) -> pd.DataFrame:

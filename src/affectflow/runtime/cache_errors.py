@@ -20,9 +20,10 @@ import os
 import re
 import shlex
 
-#: The command that re-creates one cached file (run in the workflow's working directory, with the
-#: run's own --configfile / --profile: without them Snakemake builds the default demo config's jobs).
-REBUILD_COMMAND = "snakemake --cores all --forcerun {path} (with the run's --configfile and --profile)"
+#: The command that re-creates one cached file (run in the workflow's working directory).
+REBUILD_COMMAND = "snakemake --cores all --forcerun {path}"
+#: What the message adds: without the run's own options Snakemake builds the default demo config's jobs.
+REBUILD_NOTE = "with the run's own --configfile and --profile added"
 
 # h5py's message, e.g. "Unable to synchronously open file (truncated file: eof = 1, ...)": HDF5's own
 # reason is the last parenthesised part.
@@ -93,7 +94,8 @@ def cache_error(path: str | os.PathLike, err: BaseException, *, clip_id: str | N
     path = os.fspath(path)
     where = path if clip_id is None else f"{path}, clip {clip_id}"
     detail = h5_detail(err)
-    fix = f"Rebuild it and what depends on it (from the workflow's directory): {rebuild_command(path)}"
+    fix = (f"Rebuild it and what depends on it (from the workflow's directory, {REBUILD_NOTE}): "
+           f"{rebuild_command(path)}")
     if isinstance(err, FileNotFoundError) and not os.path.exists(path):
         reason = "the file is missing"
         return MissingCacheError(f"cache file {where} is missing. {fix}", path=path, reason=reason, detail=detail)
