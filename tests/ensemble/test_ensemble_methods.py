@@ -231,6 +231,40 @@ def test_au_thresholds_improve_f1_and_match_sklearn(tmp_path):
         np.testing.assert_array_equal(test[t].to_numpy(), (np.round(mean_test, 6) >= cut).astype(float))
     assert score["oof"]["mean"] > score["oof_at_0.5"]["mean"]
     assert score["thresholds"] == chosen["thresholds"]
+    # the thresholds were fitted on the rows the OOF score is measured on: it says it is in-sample
+    assert score["in_sample"] is True
+    assert "thresholds" in score["in_sample_note"] and "in-sample" in score["in_sample_note"]
+    assert "weights" not in score["in_sample_note"]  # mean: nothing else was fitted
+
+
+@pytest.mark.parametrize(("method", "thresholds", "fitted"), [
+    ("mean", False, []), ("mean", True, ["thresholds"]), ("weighted", False, ["weights"]),
+    ("greedy", True, ["thresholds", "weights"]),
+])
+def test_oof_score_says_when_it_is_in_sample(tmp_path, method, thresholds, fitted):
+    """Thresholds tuned or weights fitted on the OOF rows make their OOF score in-sample; the mean
+    at the challenge's 0.5 fits nothing (Deng et al. 2023, 004: no tuned thresholds)."""
+    rng = np.random.default_rng(6)
+    targets = list(AU.targets)
+    keys = frame_keys(range(1, 5), 60)
+    y = (rng.uniform(size=(len(keys), 12)) < 0.3).astype(float)
+    test = table(frame_keys([9], 5), np.full((5, 12), 0.5), targets)
+    members = {}
+    for i in range(2):
+        oof = table(keys, np.clip(0.4 * y + rng.uniform(0, 0.6, y.shape), 0, 1), targets)
+        members[f"m{i}"] = write_run(tmp_path, f"m{i}", oof, test)
+    score = build_ensemble(members, table(keys, y, targets), tmp_path / "out", spec=AU, method=method,
+                           thresholds=thresholds)
+    saved = json.loads((tmp_path / "out" / "score.json").read_text())
+    for result in (score, saved):
+        assert result["in_sample"] is bool(fitted)
+        note = result["in_sample_note"]
+        if not fitted:
+            assert note is None
+            continue
+        assert "in-sample" in note
+        assert ("thresholds" in note) == ("thresholds" in fitted) and ("weights" in note) == ("weights" in fitted)
+    assert ("oof_at_0.5" in saved) == thresholds
 
 
 def test_thresholds_need_a_binary_task(tmp_path):

@@ -13,7 +13,13 @@ their plain mean; a row no member predicts stays NaN (the submission writer fill
 For AU (``spec.binary``) ``thresholds=True`` tunes one threshold per AU on the ensemble's OOF
 probabilities (grid :data:`~affectflow.ensemble.methods.THRESHOLD_GRID`, maximising F1) and writes
 ``oof.csv``/``test.csv`` as 0/1 values binarised with them, so the submission writer's fixed 0.5
-rule keeps the tuned decision. Without it the ensemble writes probabilities.
+rule keeps the tuned decision. Without it the ensemble writes probabilities, which the submission
+binarises at 0.5 (the challenge's rule, and Deng et al. 2023's, 004, which tunes no threshold).
+
+Whatever is fitted on the OOF rows (tuned thresholds, member weights of every method but ``mean``)
+is scored on those same rows, so that OOF score is in-sample, higher than a held-out one would
+be: ``score.json`` says so (``in_sample``, ``in_sample_note``) and, with thresholds, keeps the
+score at the 0.5 cut as ``oof_at_0.5`` (out-of-sample when the weights are fixed: method ``mean``).
 
 Scores are :func:`affectflow.scoring.score_arrays`' (per target, on the rows where that target is
 labelled and predicted), against the truth of :func:`affectflow.scoring.read_truth`.
@@ -60,6 +66,15 @@ def _fit_weights(
     return weights, fit_rows
 
 
+def _in_sample_label(method: str, *, thresholds: bool) -> dict:
+    """``{"in_sample", "in_sample_note"}`` of an ensemble's OOF score: in-sample when anything was
+    fitted on the OOF rows it is scored on (per-AU thresholds when tuned; member weights for every
+    method but ``mean``, whose weights are fixed), the note saying what."""
+    fitted = [what for what, done in (("per-AU thresholds", thresholds), ("member weights", method != "mean")) if done]
+    note = f"{' and '.join(fitted)} fitted on these OOF predictions: the OOF score is in-sample (optimistic)"
+    return {"in_sample": bool(fitted), "in_sample_note": note if fitted else None}
+
+
 def _binarise(pred: np.ndarray, cut: np.ndarray) -> np.ndarray:
     """0/1 where ``pred >= cut`` (per column), NaN kept: no prediction stays no prediction."""
     return np.where(np.isfinite(pred), (pred >= cut).astype(float), np.nan)
@@ -100,8 +115,10 @@ def build_ensemble(
     - ``members.json``: method, params, members, per-target weights per member, AU thresholds
       (or null) and the number of OOF rows each target was fitted on;
     - ``score.json``: ``{"method", "task", "metric", "oof": {per_target, mean, rows},
-      "members": {name: {per_target, mean, rows}}, "weights", "thresholds"}`` and, with
-      thresholds, ``"oof_at_0.5"`` (the ensemble's F1 before tuning). Undefined scores are null.
+      "members": {name: {per_target, mean, rows}}, "weights", "thresholds", "in_sample",
+      "in_sample_note"}`` and, with thresholds, ``"oof_at_0.5"`` (the ensemble's F1 before
+      tuning). ``in_sample`` is true when thresholds or weights were fitted on the scored OOF
+      rows; the note says which (null otherwise). Undefined scores are null.
 
     Returns the score dict (with NaN where undefined).
     """
@@ -141,6 +158,7 @@ def build_ensemble(
                         for i, n in enumerate(names)}
     score["weights"] = {t: {n: float(weights[i, j]) for i, n in enumerate(names)} for j, t in enumerate(targets)}
     score["thresholds"] = tuned
+    score.update(_in_sample_label(method, thresholds=thresholds))
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,8 +167,8 @@ def build_ensemble(
     _write_json(out_dir / "members.json", {"method": method, "params": params, "task": spec.name, "members": names,
                                            "weights": score["weights"], "thresholds": tuned, "fit_rows": fit_rows})
     _write_json(out_dir / "score.json", score)
-    log.info("ensemble %s of %s: OOF %s %.4f on %d rows", method, ", ".join(names), spec.metric,
-             score["oof"]["mean"], score["oof"]["rows"])
+    log.info("ensemble %s of %s: OOF %s %.4f on %d rows%s", method, ", ".join(names), spec.metric,
+             score["oof"]["mean"], score["oof"]["rows"], f" ({score['in_sample_note']})" if score["in_sample"] else "")
     return score
 
 

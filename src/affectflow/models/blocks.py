@@ -118,8 +118,20 @@ class TransformerEncoder(nn.Module):
 class RecurrentEncoder(nn.Module):
     """LSTM or GRU (optionally bidirectional) over the valid steps only (packed sequences).
 
-    ``forward(..., state=h0)`` starts from a carried hidden state and ``return_state=True``
-    returns the state after each row's last valid step (003's segment carry).
+    ``forward(..., state=h)`` starts from a carried hidden state and ``return_state=True`` also
+    returns the state after each row's last valid step: the segment carry of Liu et al. 2023 (003),
+    eqs. 3, 4 and 7, ``g_i, h_i = GRU(f_i^m, h_{i-1})``, "where h_i denotes the hidden states at
+    the end of s_i. h_0 is initialized to be zeros."
+
+    Only the last layer's state is carried, as the paper does: "the hidden states of the last layer
+    are fed from the previous segment s_{i-1} into the GRU to utilize the information from the last
+    segment" (Liu et al. 2023 (003), 3.3.2). The returned state is therefore the last layer's alone
+    (GRU: ``(directions, B, hidden)``; LSTM: the pair ``(h, c)`` of such tensors, the cell state
+    travelling with its hidden state). On the next segment the last layer starts from it and every
+    lower layer starts from zeros, like ``h_0`` (the paper is silent on lower layers; zeros is our
+    reading of "h_0 is initialized to be zeros"). A state of every layer, as PyTorch returns it
+    (``(layers * directions, B, hidden)``), is accepted and cut to its last layer's. With one
+    layer this is PyTorch's own state carry, unchanged.
     """
 
     def __init__(self, input_dim: int, *, cell: str = "lstm", hidden: int = 128, layers: int = 1,
@@ -132,13 +144,40 @@ class RecurrentEncoder(nn.Module):
         self.rnn = cells[cell](input_dim, hidden, layers, batch_first=True, bidirectional=bidirectional,
                                dropout=dropout if layers > 1 else 0.0)
         self.out_dim = hidden * (2 if bidirectional else 1)
+        self.directions = 2 if bidirectional else 1
+        self.layers = layers
+
+    def last_layer(self, state):
+        """The last layer's part of a recurrent state (a tensor, or LSTM's ``(h, c)`` pair)."""
+        if isinstance(state, (tuple, list)):
+            return tuple(self.last_layer(part) for part in state)
+        if state.shape[0] == self.directions:
+            return state
+        if state.shape[0] != self.layers * self.directions:
+            raise ValueError(f"a carried state of {state.shape[0]} layer(s) x direction(s) does not fit a "
+                             f"{self.cell.upper()} of {self.layers} layer(s) x {self.directions} direction(s)")
+        return state[-self.directions :]
+
+    def initial_state(self, state):
+        """The full initial state from a carried one: the last layer's carried part, zeros below it."""
+        if state is None:
+            return None
+        if isinstance(state, (tuple, list)):
+            return tuple(self.initial_state(part) for part in state)
+        last = self.last_layer(state)
+        if self.layers == 1:
+            return last.contiguous()
+        lower = last.new_zeros((self.layers - 1) * self.directions, *last.shape[1:])
+        return torch.cat([lower, last], dim=0)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, *, state=None, return_state: bool = False):
+        """(B, T, D) -> (B, T, out_dim), starting from the carried ``state`` (None: zeros); with
+        ``return_state``, also the last layer's state after each row's last valid step."""
         lengths = mask.sum(1).clamp_min(1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, new_state = self.rnn(packed, state)
+        out, final = self.rnn(packed, self.initial_state(state))
         h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return (h, new_state) if return_state else h
+        return (h, self.last_layer(final)) if return_state else h
 
 
 class AttentionPooling(nn.Module):

@@ -78,6 +78,16 @@ class FusionModel(nn.Module):
     """Fuse modalities early (concat -> FC -> encoder), late by encoders (an encoder per modality,
     concat + LayerNorm + Linear) or late by predictions (a model per modality, averaged, 000).
 
+    Early fusion is that of Liu et al. 2023 (003), 3.2.3: "Given the visual features f^v and audio
+    features f^a corresponding to a frame, they are first concatenated and then fed into a
+    fully-connected layer to produce the multimodal representations f^m", "f^m = W_f[f^v; f^a] +
+    b_f" (eq. 1), and "Afterward, the multi-modal representations are fed into a temporal encoder
+    for context modeling." ``fuse`` is that layer: one ``Linear(sum(modality_dims), fusion_dim)``
+    per frame, no activation (eq. 1 has none); the paper does not state its width, and for its
+    Transformer "the affine dimension is 1024" (4.2), so ``fusion_dim`` equal to the Transformer's
+    ``dim`` makes ``fuse`` the Transformer's input affine. An early-fusion model whose encoder ends
+    in an LSTM/GRU ``carries_state`` across segments as its encoder does (eqs. 3, 4, 7).
+
     ``modality_dropout={"p_m": .9, "p_v": .5}`` (001, late_encoders and early only) keeps both
     modalities with probability p_m, else video only with p_v, else audio only; it acts only in
     training mode, so evaluation always sees both.
@@ -110,7 +120,8 @@ class FusionModel(nn.Module):
             return built
 
         if fusion == "early":
-            self.fuse = nn.Sequential(nn.Linear(input_dim, fusion_dim), nn.ReLU())
+            # eq. 1 of Liu et al. 2023 (003): a plain affine layer (keys fuse.weight / fuse.bias)
+            self.fuse = nn.Linear(input_dim, fusion_dim)
             self.model = SequenceModel(stack(fusion_dim), output_dim=output_dim, **head)
         elif fusion == "late_encoders":
             self.encoders = nn.ModuleList(stack(d) for d in self.dims)
@@ -190,13 +201,28 @@ class FusionModel(nn.Module):
             return parts
         return modality_dropout(parts, **self.modality_dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def carries_state(self) -> bool:
+        """Whether ``forward(..., state=...)`` can carry a hidden state across segments: early
+        fusion into an encoder ending in an LSTM/GRU."""
+        return self.fusion == "early" and self.model.carries_state
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, *, state=None, return_state: bool = False):
+        """(B, T, sum(dims)) -> outputs; with ``return_state``, also the carried state (None unless
+        :attr:`carries_state`)."""
         parts = self.split(x)
         if self.fusion == "early":
-            return self.model(self.fuse(torch.cat(self._dropout(parts), dim=-1)), mask)
+            fused = self.fuse(torch.cat(self._dropout(parts), dim=-1))
+            return self.model(fused, mask, state=state, return_state=return_state)
+        if state is not None:
+            raise ValueError(f"only early fusion into an LSTM/GRU can carry a hidden state, not {self.fusion!r}")
+        y = self._late(parts, mask)
+        return (y, None) if return_state else y
+
+    def _late(self, parts: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         if self.fusion == "late_predictions":
-            return torch.stack([m(p, mask) for m, p in zip(self.models, parts)]).mean(0)
-        encoded = self._dropout([enc(p, mask) for enc, p in zip(self.encoders, parts)])
+            return torch.stack([m(p, mask) for m, p in zip(self.models, parts, strict=True)]).mean(0)
+        encoded = self._dropout([enc(p, mask) for enc, p in zip(self.encoders, parts, strict=True)])
         h = self.fuse(torch.cat(encoded, dim=-1))
         if not self.per_frame:
             h = self.pool(h, mask) if self.pool is not None else masked_mean(h, mask)

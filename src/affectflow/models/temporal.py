@@ -25,7 +25,11 @@ POOLINGS = ("mean", "attention", "last")
 
 
 class EncoderStack(nn.Module):
-    """Encoders applied in turn; only the last may be recurrent (and so carry a hidden state)."""
+    """Encoders applied in turn; only the last may be recurrent (and so carry a hidden state).
+
+    The encoders before the recurrent one see the current segment only; the carried state is the
+    recurrent encoder's last layer's (see :class:`RecurrentEncoder`).
+    """
 
     def __init__(self, encoders: list[nn.Module]) -> None:
         super().__init__()
@@ -152,6 +156,13 @@ def _tcn_transformer(d, p):
 
 
 def _transformer_lstm(d, p):
+    """Liu et al. 2023 (003), 3.3.4: "f_i^h = TRMEncoder(f_i^m)" (eq. 6), then "g_i, h_i =
+    LSTM(f_i^h, h_{i-1})" (eq. 7), "where f_i^h denotes the last hidden layer's output of the
+    Transformer encoder". The Transformer sees one segment at a time (its positions restart at
+    each segment) and the LSTM carries its state from segment to segment: the model
+    ``carries_state``, and a run sets ``carry_state`` (with ``segment_stride`` equal to
+    ``segment_length``) for the training loop and prediction to feed the state across segments.
+    """
     transformer = _transformer(d, p)
     return [transformer, _recurrent(transformer.out_dim, p, "lstm", p.pop("bidirectional", False))]
 

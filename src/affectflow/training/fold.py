@@ -33,6 +33,7 @@ from affectflow.training import checkpoints
 from affectflow.training.augment import masked_copies, masked_layouts
 from affectflow.training.branch_init import with_branch_checkpoints
 from affectflow.training.loop import fit
+from affectflow.training.monitor import OFFICIAL_VAL_SPLIT
 from affectflow.training.sequences import Example, ShardPaths, mean_std, shards_by_backbone
 from affectflow.training.settings import FRAME_TASKS, TrainSettings, settings_from_run
 from affectflow.training.tracks import FoldTracks, Predictor, load_tracks, write_table
@@ -73,21 +74,24 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     region's shards laid out like ``shard_paths`` (see :func:`~affectflow.training.augment.masked_layouts`;
     :func:`train_fold_job` passes them); with fused backbones only the run's own backbone is swapped,
     the fused ones stay. The feature normalisation is computed on the original tracks only.
+
+    ``settings.monitor`` names the validation set (:func:`_validation_split`) and the metric that
+    chooses the kept epoch; ``metrics.json`` then records the monitor, ``best_epoch`` and
+    ``best_score``.
     """
     per_frame = settings.task in FRAME_TASKS
     if per_frame and frame_labels is None:
         raise ValueError(f"task {settings.task!r} is per frame: train_fold needs frame_labels (id, frame, targets)")
     metric = metric or (TASKS[settings.task].metric if settings.task in TASKS else "pearson")
     out_dir = Path(out_dir)
-    manifest = manifest[manifest["split"].isin(LABELLED_SPLITS)]  # the test clips are predict_fold's
-    if settings.fold_scheme != "manifest":
-        manifest = make_folds(manifest, settings.fold_scheme, k=k_folds, seed=settings.seed)
+    manifest = _labelled_folds(manifest, settings, k_folds)
     tracks = load_tracks(manifest, shard_paths, targets, per_frame=per_frame, frame_labels=frame_labels)
     settings = _with_modality_dims(settings, tracks.dims)  # what config.json records (the run's seed)
     labelled = manifest[manifest["fold"] != TEST_FOLD]
     fit_ids = _fit_ids(labelled, fold, tracks)
     s = dataclasses.replace(settings, seed=settings.seed + fold)  # each fold its own seed
-    train_ids, val_ids = _holdout(fit_ids, s.val_fraction, s.seed)
+    oof_ids = [int(i) for i in labelled.loc[labelled["fold"] == fold, "id"]] if fold >= 0 else []
+    train_ids, val_ids, monitored = _validation_split(labelled, fold, fit_ids, oof_ids, tracks, s)
 
     mean, std = mean_std([tracks.sequences[i] for i in train_ids])
     copies = masked_copies(s, masked_shards, train_ids, tracks.dims, len(mean), tracks.by_id,
@@ -96,27 +100,23 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     device = pick_device(s.device)
     train_examples = _examples(tracks, train_ids, targets, s) + [Example.make(torch.from_numpy(x), y, task=s.task)
                                                                  for _, _, x, y in copies]
-    fingerprint = json.dumps({"fold": fold, "train": train_ids, "val": val_ids, "targets": targets,
-                              **({"mask_copies": [[r, i] for r, i, _, _ in copies]} if copies else {})})
+    fingerprint = _fingerprint(fold, train_ids, val_ids, targets, copies)
     model, history = fit(s, train_examples, val=_examples(tracks, val_ids, targets, s) or None,
                          input_dim=len(mean), output_dim=len(targets), device=device,
                          checkpoint=out_dir / "checkpoint.pt", fingerprint=fingerprint, callback=callback)
     log.info("fold %d: %d clips + %d masked copies, final train loss %.4f", fold, len(train_ids), len(copies),
              history["train_loss"][-1])
 
-    oof_ids = [int(i) for i in labelled.loc[labelled["fold"] == fold, "id"]] if fold >= 0 else []
     oof = Predictor(model, tracks, targets, s, device).oof(oof_ids)
     scored = oof.dropna()
     metrics = {"fold": fold, "task": s.task, "fold_scheme": s.fold_scheme, "train_clips": len(train_ids),
-               "train_examples": len(train_examples), "val_clips": len(val_ids), "oof_clips": len(oof_ids),
-               "oof_rows": len(oof), "oof_rows_predicted": len(scored),
-               "oof_clips_predicted": int(scored["id"].nunique()),
+               "train_examples": len(train_examples), "val_clips": len(val_ids), **_oof_counts(oof_ids, oof, scored),
                "oof_score": _score_oof(scored, tracks, targets, metric, frame_labels),
-               **_history_metrics(history), "device": device}
+               **_history_metrics(history, monitored), "device": device}
     if s.mask_augment:
         metrics["mask_copies"] = {r: sum(c[0] == r for c in copies) for r in s.mask_augment}
     backbones = list(shard_paths) if isinstance(shard_paths, dict) else None  # the modalities' order
-    _write_fold(out_dir, oof, model, mean, std, {**asdict(settings), "targets": targets, "input_dim": int(len(mean)),
+    _write_fold(out_dir, oof, model, mean, std, {**_recorded(settings), "targets": targets, "input_dim": int(len(mean)),
                                                  "backbones": backbones}, metrics)
     return metrics
 
@@ -172,6 +172,69 @@ def _fit_ids(labelled: pd.DataFrame, fold: int, tracks: FoldTracks) -> list[int]
     return fit_ids
 
 
+def _validation_split(labelled: pd.DataFrame, fold: int, fit_ids: list[int], oof_ids: list[int],
+                      tracks: FoldTracks, s: TrainSettings) -> tuple[list[int], list[int], dict]:
+    """(training ids, validation ids, what ``metrics.json`` records of the run's monitor) of fold ``fold``.
+
+    Without a monitor: the seeded ``val_fraction`` holdout (none by default). A monitor's ``inner``
+    split holds out its ``fraction`` of ``fit_ids``; its ``official`` split monitors every labelled
+    clip of the organisers' validation split (manifest split ``val``) that can be fitted: none of
+    them is trained on, and those among ``oof_ids`` make the out-of-fold score in-sample
+    (``selection_in_sample``).
+    """
+    monitor = s.monitor_spec()
+    if monitor is None:
+        return *_holdout(fit_ids, s.val_fraction, s.seed), {}
+    if monitor.split == "inner":
+        train_ids, val_ids = _holdout(fit_ids, monitor.fraction, s.seed)
+    else:
+        official = labelled.loc[labelled["split"] == OFFICIAL_VAL_SPLIT, "id"]
+        val_ids = [int(i) for i in official if i in tracks.trainable]
+        train_ids = [i for i in fit_ids if i not in set(val_ids)]
+        if not val_ids:
+            raise ValueError(f"fold {fold}: monitor.split official, but no labelled clip of the validation split "
+                             f"(manifest split {OFFICIAL_VAL_SPLIT!r}) has features"
+                             + (" and labelled frames" if tracks.per_frame else ""))
+    if len(train_ids) < 2:
+        raise ValueError(f"fold {fold}: monitor {monitor.describe()} holds out {len(val_ids)} clips and leaves "
+                         f"{len(train_ids)} to train on (at least 2 needed)")
+    in_sample = bool(set(val_ids) & set(oof_ids))
+    if in_sample:
+        log.warning("fold %d: the monitored validation clips include out-of-fold clips: the kept epoch is chosen on "
+                    "them, so this fold's OOF score is in-sample", fold)
+    return train_ids, val_ids, {**monitor.describe(), "selection_in_sample": in_sample}
+
+
+def _recorded(settings: TrainSettings) -> dict:
+    """The settings as ``config.json`` records them. An empty ``monitor`` (the default) is left out: a
+    run without one writes the very ``config.json`` it wrote before runs could monitor a metric."""
+    recorded = asdict(settings)
+    if not recorded["monitor"]:
+        del recorded["monitor"]
+    return recorded
+
+
+def _labelled_folds(manifest: pd.DataFrame, settings: TrainSettings, k_folds: int) -> pd.DataFrame:
+    """The labelled rows of ``manifest`` (the test clips are predict_fold's) with the folds of the run's
+    ``fold_scheme`` (the manifest's own ``fold`` column for ``manifest``)."""
+    manifest = manifest[manifest["split"].isin(LABELLED_SPLITS)]
+    if settings.fold_scheme != "manifest":
+        manifest = make_folds(manifest, settings.fold_scheme, k=k_folds, seed=settings.seed)
+    return manifest
+
+
+def _fingerprint(fold: int, train_ids: list[int], val_ids: list[int], targets: list[str], copies: list) -> str:
+    """What a resumable checkpoint was written for, beyond the settings: the fold's data."""
+    return json.dumps({"fold": fold, "train": train_ids, "val": val_ids, "targets": targets,
+                       **({"mask_copies": [[r, i] for r, i, _, _ in copies]} if copies else {})})
+
+
+def _oof_counts(oof_ids: list[int], oof: pd.DataFrame, scored: pd.DataFrame) -> dict:
+    """How many out-of-fold clips and rows there are and how many got a prediction (``scored``)."""
+    return {"oof_clips": len(oof_ids), "oof_rows": len(oof), "oof_rows_predicted": len(scored),
+            "oof_clips_predicted": int(scored["id"].nunique())}
+
+
 def _holdout(ids: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(train, validation) ids: a seeded random ``fraction`` of ``ids`` held out to monitor."""
     if fraction <= 0:
@@ -204,9 +267,10 @@ def _score_oof(scored: pd.DataFrame, tracks: FoldTracks, targets: list[str], met
     return {"metric": metric, "per_target": score["per_target"], "mean": score["mean"]}
 
 
-def _history_metrics(history: dict) -> dict:
-    """The training history as the fold's metrics report it."""
-    return {
+def _history_metrics(history: dict, monitored: dict) -> dict:
+    """The training history as the fold's metrics report it; with a run's monitor (``monitored``: what
+    :func:`_validation_split` says of it) also the monitor and the kept epoch's score (``best_score``)."""
+    metrics = {
         "train_loss": history["train_loss"],
         "monitored": history["monitored"],
         "lr": history["lr"],
@@ -214,6 +278,11 @@ def _history_metrics(history: dict) -> dict:
         "epochs_run": history["epochs_run"],
         "padding_fraction": float(np.mean(history["padding_fraction"])) if history["padding_fraction"] else 0.0,
     }
+    if monitored:
+        best = history["best_score"]
+        metrics["monitor"] = monitored
+        metrics["best_score"] = best if np.isfinite(best) else None  # None: no epoch had a score
+    return metrics
 
 
 def _write_fold(out_dir: Path, oof: pd.DataFrame, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray,

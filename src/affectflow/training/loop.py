@@ -3,8 +3,9 @@
 windows of them).
 
 ``fit`` is generic: clip- or frame-level targets, masks, segments, hidden-state carry, Adam/AdamW,
-plateau/cosine/step schedules, early stopping, gradient clipping, AMP on GPU, seeded, resumable
-from its last checkpoint.
+plateau/cosine/step schedules, early stopping, a monitored validation metric or loss
+(:mod:`affectflow.training.monitor`), gradient clipping, AMP on GPU, seeded, resumable from its
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from affectflow.models import create_model
 from affectflow.training import checkpoints
 from affectflow.training.batching import length_batches, pad, padding_fraction, random_batches, segments
 from affectflow.training.losses import create_loss
+from affectflow.training.monitor import Monitor, check_scoreable, is_better, validation_score
 from affectflow.training.schedules import Schedule, create_optimizer
 from affectflow.training.sequences import Example
 from affectflow.training.settings import FRAME_TASKS, TrainSettings
@@ -151,6 +153,21 @@ class Trainer:
             return float(self.loss_fn(p, torch.cat(y), torch.cat(valid)))
         return float(self.loss_fn(torch.as_tensor(np.stack(preds)), torch.stack(y), torch.stack(valid)))
 
+    @torch.no_grad()
+    def evaluate_score(self, examples: list[Example], metric: str) -> float:
+        """The validation score (``metric``) of whole ``examples`` predicted as at prediction time
+        (:func:`predict`, eval mode): clip labels, or every labelled step of per-frame tracks; see
+        :func:`affectflow.training.monitor.validation_score`."""
+        preds = predict(self.model, [e.x for e in examples], settings=self.settings, device=self.device)
+        join = np.concatenate if self.per_frame else np.stack
+        return validation_score(metric, self.validation_truth(examples), join(preds))
+
+    def validation_truth(self, examples: list[Example]) -> np.ndarray:
+        """The labels :meth:`evaluate_score` scores against, (N, K) with NaN where a label is invalid:
+        one row per clip, or per step of per-frame tracks."""
+        truth = [torch.where(e.valid, e.y, torch.nan).numpy() for e in examples]
+        return np.concatenate(truth) if self.per_frame else np.stack(truth)
+
     # -- checkpoints -----------------------------------------------------------------------------
 
     def state(self, **extra) -> dict:
@@ -171,67 +188,109 @@ def fit(settings: TrainSettings, train: list[Example], *, input_dim: int, output
         fingerprint: str = "", callback: Callable[[int, dict], None] | None = None):
     """Train a model on ``train``; return ``(model, history)``.
 
-    The monitored value (validation loss when ``val`` is given, else the training loss) drives the
-    plateau schedule and early stopping; with early stopping the best epoch's weights are kept.
+    The monitored value drives the plateau schedule, early stopping and the kept weights. With the
+    run's ``monitor`` (:mod:`affectflow.training.monitor`) it is that metric (or the loss) on ``val``,
+    required then, and the best epoch's weights are always kept; without, the validation loss when
+    ``val`` is given, else the training loss, and the best epoch's weights are kept with early
+    stopping only. ``history["monitored"]`` holds the value per epoch in its own units.
     With ``checkpoint``, the state after every ``checkpoint_every`` epochs is saved there and a
     matching checkpoint (same ``fingerprint``) found at start is resumed from: a run killed in
     epoch e and started again ends with exactly the predictions of an uninterrupted run.
     ``callback(epoch, history)`` runs after each epoch's checkpoint (raise to stop).
     """
     s = settings
+    monitor = s.monitor_spec()
+    if monitor is not None and not val:
+        raise ValueError(f"monitor {monitor.describe()} needs validation examples (fit's val)")
     trainer = Trainer(s, input_dim=input_dim, output_dim=output_dim, device=device)
     units = trainer.units(train)
     val_units = trainer.units(val) if val else None
     if not units:
         raise ValueError("no training sequences")
-    schedule = Schedule(s.scheduler, trainer.optimizer, epochs=s.epochs,
+    if monitor is not None and monitor.metric != "loss":
+        check_scoreable(monitor.metric, trainer.validation_truth(val))
+    mode = monitor.mode if monitor is not None else "min"
+    keep_best = bool(s.early_stopping) or monitor is not None
+    schedule = Schedule(s.scheduler, trainer.optimizer, epochs=s.epochs, monitor_mode=mode,
                         steps_per_epoch=math.ceil(len(units) / s.batch_size), **dict(s.scheduler_params))
-    history = {"train_loss": [], "monitored": [], "lr": [], "padding_fraction": []}
-    best, best_epoch, best_state, start = math.inf, -1, None, 0
     key = json.dumps({"settings": asdict(s), "fingerprint": fingerprint}, sort_keys=True, default=str)
-    if checkpoint is not None and Path(checkpoint).exists():
-        saved = checkpoints.load(checkpoint)
-        if saved.get("key") == key:
-            trainer.restore(saved)
-            schedule.load_state_dict(saved["schedule"])
-            history, best, best_epoch, start = saved["history"], saved["best"], saved["best_epoch"], saved["epoch"]
-            best_state = saved.get("best_state")
-            log.info("resumed from %s after epoch %d", checkpoint, start)
-        else:
-            log.info("ignoring %s: written for other settings or data", checkpoint)
-
-    for epoch in range(start, s.epochs):
+    progress = _resumed(checkpoint, key, trainer, schedule) or {
+        "history": {"train_loss": [], "monitored": [], "lr": [], "padding_fraction": []},
+        "best": math.inf if mode == "min" else -math.inf, "best_epoch": -1, "best_state": None, "epoch": 0}
+    history = progress["history"]
+    for epoch in range(progress["epoch"], s.epochs):
+        best_epoch = progress["best_epoch"]
         if s.early_stopping and epoch - best_epoch > s.early_stopping and best_epoch >= 0:
             log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
             break
-        trainer.model.train()
-        batches = trainer.batches(units)
-        history["padding_fraction"].append(padding_fraction(batches, [len(u.x) for u in units]))
-        total, count = 0.0, 0
-        for b, batch in enumerate(batches):
-            loss_sum, n = trainer.train_batch([units[i] for i in batch], f"epoch {epoch} batch {b}")
-            total, count = total + loss_sum, count + n
-            schedule.batch_end()
-        train_loss = total / max(count, 1)
-        monitored = trainer.evaluate_loss(val_units) if val_units else train_loss
+        train_loss = _train_epoch(trainer, units, schedule, epoch, history)
+        monitored = _monitored(trainer, monitor, val, val_units, train_loss)
         history["train_loss"].append(train_loss)
         history["monitored"].append(monitored)
         history["lr"].append(trainer.optimizer.param_groups[0]["lr"])
         schedule.epoch_end(monitored)
-        if monitored < best:
-            best, best_epoch = monitored, epoch
-            if s.early_stopping:
-                best_state = copy.deepcopy(trainer.model.state_dict())
+        if is_better(monitored, progress["best"], mode):
+            progress.update(best=monitored, best_epoch=epoch)
+            if keep_best:
+                progress["best_state"] = copy.deepcopy(trainer.model.state_dict())
+        progress["epoch"] = epoch + 1
         if checkpoint is not None and ((epoch + 1) % max(1, s.checkpoint_every) == 0 or epoch + 1 == s.epochs):
-            checkpoints.save(checkpoint, trainer.state(
-                key=key, schedule=schedule.state_dict(), history=history, best=best, best_epoch=best_epoch,
-                epoch=epoch + 1, best_state=best_state))
+            checkpoints.save(checkpoint, trainer.state(key=key, schedule=schedule.state_dict(), **progress))
         if callback is not None:
             callback(epoch, history)
-    if s.early_stopping and best_state is not None:
-        trainer.model.load_state_dict(best_state)
+    return _finished(trainer, progress, monitor, keep_best)
+
+
+def _resumed(checkpoint: str | os.PathLike | None, key: str, trainer: Trainer, schedule: Schedule) -> dict | None:
+    """The progress (history, best value, epoch and state, epochs done) of a checkpoint written for the
+    same ``key``, with ``trainer`` and ``schedule`` restored from it; None when there is none."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return None
+    saved = checkpoints.load(checkpoint)
+    if saved.get("key") != key:
+        log.info("ignoring %s: written for other settings or data", checkpoint)
+        return None
+    trainer.restore(saved)
+    schedule.load_state_dict(saved["schedule"])
+    log.info("resumed from %s after epoch %d", checkpoint, saved["epoch"])
+    return {"history": saved["history"], "best": saved["best"], "best_epoch": saved["best_epoch"],
+            "best_state": saved.get("best_state"), "epoch": saved["epoch"]}
+
+
+def _train_epoch(trainer: Trainer, units: list[Example], schedule: Schedule, epoch: int, history: dict) -> float:
+    """One epoch of optimiser steps over ``units``; its mean training loss. Records the padding."""
+    trainer.model.train()
+    batches = trainer.batches(units)
+    history["padding_fraction"].append(padding_fraction(batches, [len(u.x) for u in units]))
+    total, count = 0.0, 0
+    for b, batch in enumerate(batches):
+        loss_sum, n = trainer.train_batch([units[i] for i in batch], f"epoch {epoch} batch {b}")
+        total, count = total + loss_sum, count + n
+        schedule.batch_end()
+    return total / max(count, 1)
+
+
+def _monitored(trainer: Trainer, monitor: Monitor | None, val: list[Example] | None,
+               val_units: list[Example] | None, train_loss: float) -> float:
+    """This epoch's monitored value: the monitor's metric or loss on ``val``; without a monitor the
+    validation loss, else ``train_loss``."""
+    if monitor is not None and monitor.metric != "loss":
+        return trainer.evaluate_score(val, monitor.metric)
+    return trainer.evaluate_loss(val_units) if val_units else train_loss
+
+
+def _finished(trainer: Trainer, progress: dict, monitor: Monitor | None, keep_best: bool):
+    """The trained model (the best epoch's weights where kept) in eval mode, and its history."""
+    history, best_epoch = progress["history"], progress["best_epoch"]
+    if keep_best and progress["best_state"] is not None:
+        trainer.model.load_state_dict(progress["best_state"])
+    elif monitor is not None:
+        log.warning("monitor %s: no epoch had a score; the last epoch's weights are kept", monitor.describe())
     history["best_epoch"] = best_epoch
     history["epochs_run"] = len(history["train_loss"])
+    if monitor is not None:
+        history["monitor"] = monitor.describe()
+        history["best_score"] = history["monitored"][best_epoch] if best_epoch >= 0 else math.nan
     trainer.model.eval()
     return trainer.model, history
 

@@ -17,6 +17,9 @@ _PLATEAU_HALVE_10 = {"factor": 0.5, "patience": 10}  # 000, 001: halve after 10 
 _YU2023_ERI_ENCODER = {"hidden": 128, "tcn_layers": 5, "kernel": 3, "dim": 128,
                        "layers": 2,  # transformer depth not stated
                        "heads": 4}
+# max_steps 32: 001's 32 video frames ("we uniformly extract 32 frames from each sample as input").
+# It must not shorten the audio: the recipe's MFCC rows span 0.5 s each, so a clip up to 16 s has at
+# most 32 of them and the audio branch reads them all (config/recipes/eri_yu2023.yaml).
 _YU2023_ERI_TRAINING = {"loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_size": 64, "max_steps": 32,
                         "epochs": 100,  # not stated
                         "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5"}
@@ -90,21 +93,25 @@ RECIPES = MappingProxyType({
         "batch_size": 32,  # not stated
         "epochs": 30, "segment_length": 150, "segment_stride": 150, "fold_scheme": "train5_val",
     },
-    # 003's recurrent variant: GRU carrying its hidden state across consecutive segments.
+    # 003's recurrent variant: early fusion (concatenation, then one fully connected layer, eq. 1;
+    # its width is not stated) into a GRU carrying its last layer's hidden state across consecutive
+    # segments (eqs. 3-4: "the hidden states of the last layer are fed from the previous segment").
     "liu2023_va_gru": {
-        "model": "gru@2",
-        "model_params": {"hidden": 512, "rnn_layers": 2,  # not stated
+        "model": "fusion",
+        "model_params": {"fusion": "early", "encoder": "gru@2", "fusion_dim": 512,  # width not stated
+                         "hidden": 512, "rnn_layers": 2,  # not stated
                          "head_hidden": [512, 256], "head_dropout": 0.1, "per_frame": True, "sigmoid": False},
         "task": "va", "loss": "ccc", "optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 30,
         "segment_length": 150, "segment_stride": 150, "carry_state": True, "fold_scheme": "train5_val",
     },
-    # 003's Transformer -> LSTM.
+    # 003's Transformer -> LSTM: the Transformer sees one segment at a time (eq. 6), the LSTM carries
+    # its last layer's state across segments (eq. 7).
     "liu2023_va_transformer_lstm": {
         "model": "transformer_lstm",
         "model_params": {"dim": 1024, "layers": 4, "heads": 4, "dropout": 0.3, "hidden": 512,
                          "head_hidden": [512, 256], "head_dropout": 0.1, "per_frame": True, "sigmoid": False},
         "task": "va", "loss": "ccc", "optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 30,
-        "segment_length": 150, "segment_stride": 150, "fold_scheme": "train5_val",
+        "segment_length": 150, "segment_stride": 150, "carry_state": True, "fold_scheme": "train5_val",
     },
     # 004 Deng et al. 2023, AU per frame: TCN + Transformer (best single model), sequences of 128,
     # BCE, Adam 1e-4, StepLR x0.1 every 20 epochs, 50 epochs, 7 folds (train in 5 + val in 2).

@@ -24,20 +24,23 @@ class Schedule:
 
     - ``plateau`` (Yu et al. 2024, 000; Yu et al. 2023, 001): lr x ``factor`` (0.5) after
       ``patience`` (10) epochs without a better monitored value; ``epoch_end(value)``.
+      ``monitor_mode`` says which way is better: ``min`` for a loss, ``max`` for a metric (see
+      :attr:`affectflow.training.monitor.Monitor.mode`).
     - ``cosine`` (Hallmen et al. 2024, 002): linear warm-up over ``warmup_epochs`` (1), then
       cosine decay to 0 by the last epoch; stepped per batch.
     - ``step`` (Deng et al. 2023, 004): lr x ``gamma`` (0.1) every ``step_size`` (20) epochs.
     """
 
     def __init__(self, name: str, optimizer: torch.optim.Optimizer, *, epochs: int, steps_per_epoch: int,
-                 **params) -> None:
+                 monitor_mode: str = "min", **params) -> None:
         if name not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}")
         self.name = name
         self.inner = None
         if name == "plateau":
             self.inner = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=params.pop("factor", 0.5), patience=params.pop("patience", 10))
+                optimizer, mode=monitor_mode, factor=params.pop("factor", 0.5),
+                patience=params.pop("patience", 10))
         elif name == "step":
             self.inner = torch.optim.lr_scheduler.StepLR(
                 optimizer, step_size=params.pop("step_size", 20), gamma=params.pop("gamma", 0.1))
@@ -61,7 +64,7 @@ class Schedule:
             self.inner.step()
 
     def epoch_end(self, monitored: float) -> None:
-        """Called after each epoch with the monitored value (lower is better)."""
+        """Called after each epoch with the monitored value (better as ``monitor_mode`` says)."""
         if self.name == "plateau":
             self.inner.step(monitored)
         elif self.name == "step":

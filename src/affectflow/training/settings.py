@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from affectflow.tasks import TASKS
 from affectflow.training.branch_init import BRANCH_KEYS
+from affectflow.training.monitor import Monitor, parse_monitor
 from affectflow.training.recipes import resolve_run
 
 #: a clip task of any targets (the data sets' clip tasks are those of affectflow.tasks)
@@ -53,6 +54,10 @@ class TrainSettings:
     # task au (Deng et al. 2023, 004): {region: features key of the run's backbone with that face
     # half masked}; training tracks get masked copies, see affectflow.training.augment.mask_copy_labels
     mask_augment: dict = field(default_factory=dict)
+    # validation-driven training, e.g. {metric: pearson, split: official}: the monitored value drives
+    # the plateau schedule, early stopping and the kept weights (see affectflow.training.monitor);
+    # empty: the held-out loss of val_fraction, else the training loss, as before
+    monitor: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in CLIP_TASKS + FRAME_TASKS:
@@ -62,6 +67,11 @@ class TrainSettings:
             raise ValueError(f"batching {self.batching!r}; known: bucket, random")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        self.monitor_spec()  # a bad monitor fails here, naming its key
+
+    def monitor_spec(self) -> Monitor | None:
+        """The run's :class:`~affectflow.training.monitor.Monitor`; None without a ``monitor``."""
+        return parse_monitor(self.monitor, task=self.task, val_fraction=self.val_fraction)
 
 
 def _check_mask_augment(mask_augment) -> None:
