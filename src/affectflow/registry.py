@@ -96,3 +96,26 @@ def declared_names(package: str, registry: str) -> list[str]:
             if (node in calls or helper_call) and isinstance(first, ast.Constant) and isinstance(first.value, str):
                 names.add(first.value)
     return sorted(names)
+
+
+def declared_with(package: str, registry: str, decorator: str) -> list[str]:
+    """The names registered in ``registry`` (``@REGISTRY.register("name")``) by a function or class that
+    also carries ``@decorator`` (e.g. the models marked ``@multimodal``), read from the source of
+    ``package``'s modules; nothing is imported."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"{package!r} is not a package")
+    names = set()
+    for path in sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef):
+                continue
+            marks = {d.id for d in node.decorator_list if isinstance(d, ast.Name)}
+            if decorator not in marks:
+                continue
+            for d in node.decorator_list:
+                if (isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "register"
+                        and isinstance(d.func.value, ast.Name) and d.func.value.id == registry
+                        and d.args and isinstance(d.args[0], ast.Constant)):
+                    names.add(d.args[0].value)
+    return sorted(names)

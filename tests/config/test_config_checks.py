@@ -100,3 +100,14 @@ def test_section_defaults_of_every_entry_of_a_mapping():
     assert section_defaults("dataset", "demo")["n_clips"] == 72
     with pytest.raises(KeyError):
         section_defaults("features", "dlib_face128")  # an entry's name is not a schema key
+
+
+def test_a_multimodal_model_without_its_other_modalities_fails_at_start():
+    from affectflow.config.runs import check_runs
+
+    # Liu et al. 2023 (003)'s GRU recipe fuses early: without fuse_with it has one modality only
+    with pytest.raises(ValueError, match=r"runs.gru: model 'fusion' fuses modalities: name the others in fuse_with"):
+        check_runs({"runs": {"gru": {"backbone": "densenet", "recipe": "liu2023_va_gru"}}})
+    check_runs({"runs": {"gru": {"backbone": "densenet", "recipe": "liu2023_va_gru", "fuse_with": ["wav2vec2"]}}})
+    dims = {"modality_dims": [4, 4]}
+    check_runs({"runs": {"gru": {"backbone": "densenet", "model": "fusion", "model_params": dims}}})

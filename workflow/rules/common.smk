@@ -18,8 +18,9 @@ FACE_OPTIONS = check_config(config)
 DATASET = config["dataset"]
 DS = DATASET["name"]
 ROOT = DATASET["root"]
-# the root as the jobs record it: "data/x", "./data/x/" and its absolute path are one place
-ROOT_PATH = os.path.abspath(ROOT)
+# the root as the jobs record it: "data/x" and "./data/x/" are one place (relative to the working
+# directory, as given, so that moving the project with its data re-runs nothing)
+ROOT_PATH = os.path.normpath(ROOT)
 N_SHARDS = DATASET["n_shards"]
 # The data set as it is now: each clip's partition, shard and file fingerprint. Each job gets the
 # part it depends on as a params value, so new, removed or replaced files re-run exactly that.

@@ -44,7 +44,8 @@ rule manifest:
         labels=LISTING.labels,
         task=TASK.name,
         root=lambda wildcards: ROOT_PATH,
-        # no test list: the organisers' late release of one must not re-write this table
+        # no test list: the organisers' late release of one must not re-write this table (the job
+        # reads every option from the config: the labelled rows do not depend on the test list)
         options=dataset_options(DATASET, labelled_only=True),
         n_shards=N_SHARDS,
         test_shards=None,  # the labelled rows' shards do not depend on it

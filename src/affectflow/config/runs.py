@@ -77,12 +77,24 @@ def check_runs(train_config: dict, features: dict | None = None) -> None:
                 n_folds(s.fold_scheme, _PROBE_K)
         except (KeyError, ValueError, TypeError) as err:
             raise ValueError(f"train.runs.{name}: {err}") from None
+        _check_modalities(name, run, s)
         for other in run.get("fuse_with", []):
             if features is not None and other not in features:
                 raise ValueError(f"train.runs.{name}.fuse_with: {other!r} is not configured under features "
                                  f"(configured: {', '.join(features) or 'none'})")
         if features is not None:
             check_mask_augment(name, run["backbone"], s.mask_augment, features)
+
+
+def _check_modalities(name: str, run: Mapping, settings) -> None:
+    """A model built for several modalities (``@multimodal``) needs them: ``fuse_with``, or
+    ``model_params.modality_dims``; fail at start rather than in the training job."""
+    from affectflow.registry import declared_with
+
+    if settings.model in declared_with("affectflow.models", "MODELS", "multimodal") and not run.get("fuse_with") \
+            and "modality_dims" not in settings.model_params:
+        raise ValueError(f"train.runs.{name}: model {settings.model!r} fuses modalities: name the others in fuse_with "
+                         f"(or give model_params.modality_dims)")
 
 
 def check_mask_augment(run_name: str, backbone: str, mask_augment: dict, features: dict) -> None:

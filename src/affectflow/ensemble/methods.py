@@ -190,7 +190,7 @@ def tune_thresholds(y_true: np.ndarray, y_prob: np.ndarray, targets: Sequence[st
     closest to :data:`~affectflow.metrics.AU_THRESHOLD` (the challenge's own rule), which is
     also what a column with no usable row or an undefined F1 gets.
 
-    An option, not a paper's method (Deng et al. 2023, 004, binarise at 0.5): F1 measured on the
+    An option, not a paper's method (Deng et al. 2023, 004, state no threshold): F1 measured on the
     rows the thresholds were tuned on is in-sample, so the ensemble marks that score as such.
     """
     y_true, y_prob = np.asarray(y_true, float), np.asarray(y_prob, float)

@@ -120,10 +120,12 @@ class RecurrentEncoder(nn.Module):
 
     ``forward(..., state=h)`` starts from a carried hidden state and ``return_state=True`` also
     returns the state after each row's last valid step: the segment carry of Liu et al. 2023 (003),
-    eqs. 3, 4 and 7, ``g_i, h_i = GRU(f_i^m, h_{i-1})``, "where h_i denotes the hidden states at
+    e.g. its GRU's ``g_i, h_i = GRU(f_i^m, h_{i-1})`` (the LSTM's and the Transformer->LSTM's are
+    alike), "where h_i denotes the hidden states at
     the end of s_i. h_0 is initialized to be zeros."
 
-    Only the last layer's state is carried, as the paper does: "the hidden states of the last layer
+    Only the last layer's state is carried, as the paper says of its GRU (its LSTM section says "the
+    last hidden states of the previous segment", read the same way here): "the hidden states of the last layer
     are fed from the previous segment s_{i-1} into the GRU to utilize the information from the last
     segment" (Liu et al. 2023 (003), 3.3.2). The returned state is therefore the last layer's alone
     (GRU: ``(directions, B, hidden)``; LSTM: the pair ``(h, c)`` of such tensors, the cell state

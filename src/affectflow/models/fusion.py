@@ -86,7 +86,7 @@ class FusionModel(nn.Module):
     per frame, no activation (eq. 1 has none); the paper does not state its width, and for its
     Transformer "the affine dimension is 1024" (4.2), so ``fusion_dim`` equal to the Transformer's
     ``dim`` makes ``fuse`` the Transformer's input affine. An early-fusion model whose encoder ends
-    in an LSTM/GRU ``carries_state`` across segments as its encoder does (eqs. 3, 4, 7).
+    in an LSTM/GRU ``carries_state`` across segments as its encoder does (Liu et al. 2023 (003), 3.3.1-3.3.2).
 
     ``modality_dropout={"p_m": .9, "p_v": .5}`` (001, late_encoders and early only) keeps both
     modalities with probability p_m, else video only with p_v, else audio only; it acts only in

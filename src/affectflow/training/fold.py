@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +28,14 @@ from affectflow.models import takes_modality_dims
 from affectflow.runtime.atomic import write_text_atomic
 from affectflow.runtime.device import pick_device
 from affectflow.scoring import score_arrays
-from affectflow.tasks import TASKS, task_spec
+from affectflow.tasks import task_spec
 from affectflow.training import checkpoints
 from affectflow.training.augment import masked_copies, masked_layouts
 from affectflow.training.branch_init import with_branch_checkpoints
 from affectflow.training.loop import fit
-from affectflow.training.monitor import OFFICIAL_VAL_SPLIT
+from affectflow.training.monitor import OFFICIAL_VAL_SPLIT, task_metric
 from affectflow.training.sequences import Example, ShardPaths, mean_std, shards_by_backbone
-from affectflow.training.settings import FRAME_TASKS, TrainSettings, settings_from_run
+from affectflow.training.settings import FRAME_TASKS, TrainSettings, recorded_settings, settings_from_run
 from affectflow.training.tracks import FoldTracks, Predictor, load_tracks, write_table
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     per_frame = settings.task in FRAME_TASKS
     if per_frame and frame_labels is None:
         raise ValueError(f"task {settings.task!r} is per frame: train_fold needs frame_labels (id, frame, targets)")
-    metric = metric or (TASKS[settings.task].metric if settings.task in TASKS else "pearson")
+    metric = metric or task_metric(settings.task)
     out_dir = Path(out_dir)
     manifest = _labelled_folds(manifest, settings, k_folds)
     tracks = load_tracks(manifest, shard_paths, targets, per_frame=per_frame, frame_labels=frame_labels)
@@ -116,8 +116,8 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     if s.mask_augment:
         metrics["mask_copies"] = {r: sum(c[0] == r for c in copies) for r in s.mask_augment}
     backbones = list(shard_paths) if isinstance(shard_paths, dict) else None  # the modalities' order
-    _write_fold(out_dir, oof, model, mean, std, {**_recorded(settings), "targets": targets, "input_dim": int(len(mean)),
-                                                 "backbones": backbones}, metrics)
+    recorded = {**recorded_settings(settings), "targets": targets, "input_dim": int(len(mean)), "backbones": backbones}
+    _write_fold(out_dir, oof, model, mean, std, recorded, metrics)
     return metrics
 
 
@@ -190,7 +190,8 @@ def _validation_split(labelled: pd.DataFrame, fold: int, fit_ids: list[int], oof
     else:
         official = labelled.loc[labelled["split"] == OFFICIAL_VAL_SPLIT, "id"]
         val_ids = [int(i) for i in official if i in tracks.trainable]
-        train_ids = [i for i in fit_ids if i not in set(val_ids)]
+        held = set(val_ids)
+        train_ids = [i for i in fit_ids if i not in held]
         if not val_ids:
             raise ValueError(f"fold {fold}: monitor.split official, but no labelled clip of the validation split "
                              f"(manifest split {OFFICIAL_VAL_SPLIT!r}) has features"
@@ -203,15 +204,6 @@ def _validation_split(labelled: pd.DataFrame, fold: int, fit_ids: list[int], oof
         log.warning("fold %d: the monitored validation clips include out-of-fold clips: the kept epoch is chosen on "
                     "them, so this fold's OOF score is in-sample", fold)
     return train_ids, val_ids, {**monitor.describe(), "selection_in_sample": in_sample}
-
-
-def _recorded(settings: TrainSettings) -> dict:
-    """The settings as ``config.json`` records them. An empty ``monitor`` (the default) is left out: a
-    run without one writes the very ``config.json`` it wrote before runs could monitor a metric."""
-    recorded = asdict(settings)
-    if not recorded["monitor"]:
-        del recorded["monitor"]
-    return recorded
 
 
 def _labelled_folds(manifest: pd.DataFrame, settings: TrainSettings, k_folds: int) -> pd.DataFrame:
@@ -272,7 +264,8 @@ def _history_metrics(history: dict, monitored: dict) -> dict:
     :func:`_validation_split` says of it) also the monitor and the kept epoch's score (``best_score``)."""
     metrics = {
         "train_loss": history["train_loss"],
-        "monitored": history["monitored"],
+        # an epoch whose score could not be computed is NaN: null in JSON, as best_score
+        "monitored": [None if v is None or not math.isfinite(v) else v for v in history["monitored"]],
         "lr": history["lr"],
         "best_epoch": history["best_epoch"],
         "epochs_run": history["epochs_run"],

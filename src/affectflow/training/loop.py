@@ -16,7 +16,6 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from affectflow.training.losses import create_loss
 from affectflow.training.monitor import Monitor, check_scoreable, is_better, validation_score
 from affectflow.training.schedules import Schedule, create_optimizer
 from affectflow.training.sequences import Example
-from affectflow.training.settings import FRAME_TASKS, TrainSettings
+from affectflow.training.settings import FRAME_TASKS, TrainSettings, recorded_settings
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +212,7 @@ def fit(settings: TrainSettings, train: list[Example], *, input_dim: int, output
     keep_best = bool(s.early_stopping) or monitor is not None
     schedule = Schedule(s.scheduler, trainer.optimizer, epochs=s.epochs, monitor_mode=mode,
                         steps_per_epoch=math.ceil(len(units) / s.batch_size), **dict(s.scheduler_params))
-    key = json.dumps({"settings": asdict(s), "fingerprint": fingerprint}, sort_keys=True, default=str)
+    key = json.dumps({"settings": recorded_settings(s), "fingerprint": fingerprint}, sort_keys=True, default=str)
     progress = _resumed(checkpoint, key, trainer, schedule) or {
         "history": {"train_loss": [], "monitored": [], "lr": [], "padding_fraction": []},
         "best": math.inf if mode == "min" else -math.inf, "best_epoch": -1, "best_state": None, "epoch": 0}

@@ -95,7 +95,8 @@ RECIPES = MappingProxyType({
     },
     # 003's recurrent variant: early fusion (concatenation, then one fully connected layer, eq. 1;
     # its width is not stated) into a GRU carrying its last layer's hidden state across consecutive
-    # segments (eqs. 3-4: "the hidden states of the last layer are fed from the previous segment").
+    # segments (3.3.2: "the hidden states of the last layer are fed from the previous segment"). It fuses
+    # modalities: a run names the others in fuse_with.
     "liu2023_va_gru": {
         "model": "fusion",
         "model_params": {"fusion": "early", "encoder": "gru@2", "fusion_dim": 512,  # width not stated

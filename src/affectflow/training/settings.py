@@ -98,3 +98,13 @@ def settings_from_run(run: dict, *, seed: int | None = None) -> TrainSettings:
     if seed is not None:
         resolved.setdefault("seed", seed)
     return TrainSettings(**resolved)
+
+
+def recorded_settings(settings: TrainSettings) -> dict:
+    """The settings as a fold records them (``config.json``, the resume checkpoint's key). An empty
+    ``monitor`` (the default) is left out: a run without one writes the very ``config.json``, and
+    resumes from the very checkpoints, it did before runs could monitor a metric."""
+    recorded = dataclasses.asdict(settings)
+    if not recorded["monitor"]:
+        del recorded["monitor"]
+    return recorded
