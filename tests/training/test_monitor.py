@@ -12,6 +12,7 @@ import pytest
 import test_report_plots as report_plots  # the report's figure checks, run on the monitored figure
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from test_train_loop import one_thread  # noqa: F401  (autouse: one intra-op thread, as the loop tests)
 
 from affectflow.config.runs import check_runs
 from affectflow.h5store import ShardWriter
@@ -31,13 +32,6 @@ TARGETS = ["a", "b", "c"]
 PEARSON_INNER = {"metric": "pearson", "split": "inner"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and CPU time stays honest under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def clip(rng, noise: float) -> tuple[np.ndarray, np.ndarray]:
