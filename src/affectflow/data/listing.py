@@ -41,9 +41,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from affectflow.data import affwild2, emi, reaction
+from affectflow.data import affwild2
 from affectflow.data.folds import LABELLED_SPLITS
-from affectflow.data.readers import read_dataset
+from affectflow.data.readers import organiser_files, read_dataset
 from affectflow.data.shards import shard_of
 from affectflow.tasks import emi_media_name, task_spec
 
@@ -116,10 +116,8 @@ def label_files(task: str, root: str | os.PathLike) -> list[str]:
     digest (:func:`labels_digest`): a folder's time does not change when a file in it is edited.
     """
     spec = task_spec(task)
-    if spec.name == "emi":
-        return emi.organiser_files(root)
-    if spec.name == "eri":
-        return reaction.organiser_files(root)
+    if not spec.per_frame:  # the clip tasks' organisers' files are all label files
+        return organiser_files(spec.name, root)
     ann = affwild2.annotation_dir(root, spec.name)
     return sorted(p for d in affwild2.SPLIT_DIRS for p in glob.glob(f"{glob.escape(ann)}/{d}/*.txt"))
 
