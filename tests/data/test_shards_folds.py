@@ -168,3 +168,43 @@ def test_paper_schemes_fold_counts_and_groups(scheme, count):
 def test_unknown_scheme_lists_the_known():
     with pytest.raises(ValueError, match="known: " + ", ".join(FOLD_SCHEMES)):
         make_folds(scheme_manifest(), "loso", k=2, seed=0)
+
+
+def affwild2_listing(root) -> pd.DataFrame:
+    """An Aff-Wild2 VA manifest read by the real reader (without opening videos) from a layout of 30
+    training and 12 validation videos, every third with two annotated people (``_left``/``_right``)."""
+    from affectflow.data.affwild2 import read_affwild2_manifest
+
+    (root / "videos").mkdir(parents=True)
+    test_list = root / "test_list.txt"
+    test_list.write_text("t1\nt2\n")
+    for split, folder, n in (("train", "Train_Set", 30), ("val", "Validation_Set", 12)):
+        directory = root / "Annotations" / "VA_Estimation_Challenge" / folder
+        directory.mkdir(parents=True)
+        for v in range(n):
+            names = [f"{split}{v}_left", f"{split}{v}_right"] if v % 3 == 0 else [f"{split}{v}"]
+            for name in names:
+                (directory / f"{name}.txt").write_text("valence,arousal\n0.1,0.2\n")
+    return read_affwild2_manifest(root, "va", test_list=test_list, probe=False)
+
+
+@pytest.mark.parametrize("scheme", sorted(FOLD_SCHEMES))
+def test_no_scheme_splits_an_affwild2_video_or_a_subject(scheme, tmp_path):
+    from affectflow.data.folds import group_keys
+    from affectflow.training.fold import _holdout
+
+    m = affwild2_listing(tmp_path / "aw")
+    people = m[m["name"].str.endswith(("_left", "_right"))]
+    assert len(people) == 2 * (10 + 4)  # the reader gives both people of a video its name as subject
+    out = make_folds(m, scheme, k=4, seed=5)
+    labelled = out[out["split"] != "test"]
+    assert (labelled.groupby("subject")["fold"].nunique() == 1).all()
+    for video in ("train0", "train3", "val0"):
+        assert labelled.loc[labelled["subject"] == video, "fold"].nunique() == 1
+    # the inner validation set a monitor holds out of a fold's training part keeps videos whole too
+    groups = dict(zip(labelled["id"], group_keys(labelled)))
+    fit = [int(i) for i in labelled.loc[labelled["fold"] != 0, "id"]]
+    for seed in range(10):
+        train, val = _holdout(fit, 0.2, seed, groups)
+        assert {groups[i] for i in val}.isdisjoint({groups[i] for i in train})
+        assert val and sorted(train + val) == sorted(fit)

@@ -185,6 +185,30 @@ def test_run_test_predictions_are_numpy_mean_over_fold_files(tmp_path):
     np.testing.assert_allclose(written[targets].to_numpy(), np.nanmean(stacked, axis=0), atol=1e-6)
 
 
+def test_a_member_trained_on_every_labelled_clip_joins_a_mean_and_is_refused_by_fitted_methods(tmp_path):
+    # fold_scheme mix (Hallmen et al. 2024's train+val model): one fold, an oof.csv with no row
+    rng = np.random.default_rng(5)
+    targets = list(EMI.targets)
+    truth = table(clip_keys(30), rng.uniform(0, 1, (30, 6)), targets)
+    test = table(clip_keys(4, 500), rng.uniform(0, 1, (4, 6)), targets)
+    mix = write_run(tmp_path, "mix", truth.iloc[:0], test, k=1)
+    scored = write_run(tmp_path, "scored", truth.assign(**{t: truth[t] + rng.normal(0, 0.1, 30) for t in targets}),
+                        test.assign(**{t: test[t] + 0.2 for t in targets}), k=2)
+    # alone: its test predictions pass through, and the OOF score is undefined, not invented
+    score = build_ensemble({"mix": mix}, truth, tmp_path / "alone", spec=EMI, method="mean")
+    oof, written, _, saved = read_out(tmp_path / "alone")
+    assert oof.empty and score["oof"]["rows"] == 0 and saved["oof"]["mean"] is None
+    np.testing.assert_allclose(written[targets].to_numpy(), test[targets].to_numpy(), atol=1e-6)
+    # with a scored member: the test rows average both, the OOF rows are the scored member's
+    score = build_ensemble({"mix": mix, "scored": scored}, truth, tmp_path / "both", spec=EMI, method="mean")
+    oof, written, _, _ = read_out(tmp_path / "both")
+    np.testing.assert_allclose(written[targets].to_numpy(), test[targets].to_numpy() + 0.1, atol=1e-6)
+    assert score["oof"]["rows"] == 30 and score["oof"]["mean"] == pytest.approx(score["members"]["scored"]["mean"])
+    for method in ("weighted", "greedy", "best"):
+        with pytest.raises(EnsembleError, match=r"member\(s\) \['mix'\] have no out-of-fold rows.*" + method):
+            build_ensemble({"mix": mix, "scored": scored}, truth, tmp_path / method, spec=EMI, method=method)
+
+
 def test_a_row_predicted_by_two_folds_is_an_error_naming_them(tmp_path):
     targets = list(EMI.targets)
     oof = table(clip_keys(4), np.zeros((4, 6)), targets)

@@ -128,6 +128,11 @@ def test_paper_002_audio_model_matches_the_paper():
     head = (2054 * 2054 + 2054) + (2054 * 6 + 6)  # Linear(2054)-tanh-Linear(6)
     assert count_parameters(model) == lstm + head
     assert model.lstm.rnn.num_layers == 2 and model.lstm.rnn.dropout == pytest.approx(0.1)
+    # the test model: the same network and training, on train + val (no clip left to stop on)
+    final = recipe("hallmen2024_emi_trainval")
+    assert (final["fold_scheme"], r["fold_scheme"]) == ("mix", "official")
+    assert {k: v for k, v in final.items() if k != "fold_scheme"} \
+        == {k: v for k, v in r.items() if k not in ("fold_scheme", "monitor", "early_stopping")}
     assert isinstance(model.head.net[2], torch.nn.Tanh)
     # output = head([mean of the inputs ; LSTM output at the last valid step])
     model.eval()

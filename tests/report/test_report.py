@@ -160,6 +160,21 @@ def test_oof_scatter_draws_every_clip_and_titles_scipy_scores(emi_experiment, tm
     assert fig.get_suptitle() == "Run b: 39 OOF rows"
 
 
+def test_oof_figure_of_a_run_without_out_of_fold_rows(emi_experiment, tmp_path):
+    # a run of fold_scheme mix trains on every labelled clip: its oof.csv has the header only
+    exp = emi_experiment
+    empty = tmp_path / "oof.csv"
+    pd.read_csv(exp["runs"]["b"][0]).iloc[:0].to_csv(empty, index=False)
+    svg, tsv = tmp_path / "oof.svg", tmp_path / "oof.tsv"
+    table = write_oof_figure([empty], exp["manifest"], task="emi", svg=svg, tsv=tsv, title="Run mix")
+    parse_svg(svg)
+    assert table.empty and read_tsv(tsv).empty
+    fig, _ = oof_figure(read_predictions([empty], EMI), read_truth(exp["manifest"], EMI), EMI, title="Run mix")
+    assert fig.get_suptitle() == "Run mix: 0 OOF rows"
+    assert [ax.get_title() for ax in fig.axes] == [f"{t}: Pearson r n/a" for t in EMI_TARGETS]
+    assert "no labelled row has an out-of-fold prediction" in [t.get_text() for t in fig.texts]
+
+
 def _ccc(t, p):
     # Lin's concordance correlation, written out with population moments
     cov = np.mean((t - t.mean()) * (p - p.mean()))

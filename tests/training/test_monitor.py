@@ -15,11 +15,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from test_train_loop import one_thread  # noqa: F401  (autouse: one intra-op thread, as the loop tests)
 
 from affectflow.config.runs import check_runs
+from affectflow.data.folds import group_keys
 from affectflow.h5store import ShardWriter
 from affectflow.report.curves import history_table, learning_curves_figure, read_history, write_learning_curves
 from affectflow.scoring import score_arrays
 from affectflow.training import checkpoints
-from affectflow.training.fold import train_fold
+from affectflow.training.fold import _holdout, train_fold
 from affectflow.training.loop import Interrupted, Trainer, fit, predict
 from affectflow.training.monitor import Monitor, parse_monitor, validation_score
 from affectflow.training.predict import predict_fold
@@ -207,7 +208,7 @@ def test_validation_score_leaves_out_targets_the_set_cannot_score():
 @pytest.mark.parametrize("monitor, message", [
     ({"metric": "auc", "split": "inner"}, "monitor.metric 'auc'; known: pearson, ccc, f1, loss"),
     ({"metric": "f1", "split": "inner"}, "monitor.metric f1 scores binary targets"),
-    ({"metric": "pearson"}, "monitor.split None: name the validation set, one of inner, official"),
+    ({"metric": "pearson"}, "monitor.split None: name the validation set, one of inner, official, heldout"),
     ({"split": "test"}, "monitor.split 'test'"),
     ({"split": "inner", "fraction": 1.5}, r"monitor.fraction must lie in \(0, 1\)"),
     ({"split": "inner", "fraction": "a tenth"}, "monitor.fraction must lie"),
@@ -304,6 +305,48 @@ def test_inner_monitor_holds_out_its_fraction(fold_data, tmp_path):
     assert metrics["monitor"] == {"metric": "loss", "split": "inner", "fraction": 0.25, "selection_in_sample": False}
     assert metrics["val_clips"] == 6 and metrics["train_clips"] == 18
     assert metrics["best_score"] == min(metrics["monitored"])
+
+
+def test_heldout_monitor_chooses_on_the_out_of_fold_clips(fold_data, tmp_path):
+    manifest, shards = fold_data
+    s = small(monitor={"metric": "pearson", "split": "heldout"})
+    metrics = train_fold(manifest, shards, 1, tmp_path, targets=TARGETS, k_folds=2, settings=s)
+    assert metrics["monitor"] == {"metric": "pearson", "split": "heldout", "selection_in_sample": True}
+    # nothing more held out: every clip outside fold 1 is trained on, every fold-1 clip monitored
+    assert metrics["train_clips"] == int((manifest["fold"] != 1).sum()) == 24
+    assert metrics["val_clips"] == metrics["oof_clips"] == 24
+    # the kept epoch's monitored score is the OOF score itself (the same clips, the same scorer)
+    assert metrics["best_score"] == max(metrics["monitored"])
+    assert metrics["oof_score"]["mean"] == pytest.approx(metrics["best_score"], abs=1e-5)
+    with pytest.raises(ValueError, match="monitor.split heldout, but the fold has no out-of-fold clip"):
+        train_fold(manifest.assign(fold=np.where(manifest["fold"] == 1, -2, 0)), shards, 1, tmp_path / "none",
+                   targets=TARGETS, k_folds=2, settings=s)
+    with pytest.raises(ValueError, match="fold_scheme mix trains on every labelled clip and leaves none"):
+        small(fold_scheme="mix", monitor={"split": "heldout"})
+    with pytest.raises(ValueError, match="monitor.split heldout names its validation clips; val_fraction 0.2"):
+        small(val_fraction=0.2, monitor={"split": "heldout"})
+
+
+def test_inner_monitor_holds_out_whole_groups(fold_data, tmp_path):
+    manifest, shards = fold_data
+    # pairs of clips share a subject, as an Aff-Wild2 video's _left and _right tracks share their video
+    grouped = manifest.assign(subject=[f"video{(i - 1) // 2}" for i in manifest["id"]],
+                              fold=[((i - 1) // 2) % 2 for i in manifest["id"]])
+    s = small(monitor={"metric": "loss", "split": "inner", "fraction": 0.25}, epochs=1)
+    metrics = train_fold(grouped, shards, 0, tmp_path, targets=TARGETS, k_folds=2, settings=s)
+    assert metrics["val_clips"] == 6 and metrics["train_clips"] == 18  # 3 whole videos of the 12 in training
+    # which clips, over many seeds: never one video on both sides
+    fit_ids = [int(i) for i in grouped.loc[grouped["fold"] != 0, "id"]]
+    groups = dict(zip(grouped["id"], group_keys(grouped)))
+    for seed in range(20):
+        train, val = _holdout(fit_ids, 0.25, seed, groups)
+        videos = {groups[i] for i in val}
+        assert videos.isdisjoint(groups[i] for i in train), seed  # no video on both sides
+        assert len(val) == 6 and sorted(train + val) == sorted(fit_ids)
+    # without groups the held-out clips are a plain seeded draw, as before groups were known
+    single = {i: ("clip", str(i)) for i in fit_ids}
+    assert _holdout(fit_ids, 0.25, 3, single)[1] == sorted(
+        np.random.default_rng(3).permutation(fit_ids)[:6].tolist(), key=fit_ids.index)
 
 
 def test_official_monitor_without_validation_clips_fails(fold_data, tmp_path):

@@ -12,11 +12,21 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["FOLD_SCHEMES", "LABELLED_SPLITS", "TEST_FOLD", "TRAIN_ONLY", "assign_folds", "make_folds", "n_folds"]
+__all__ = ["FOLD_SCHEMES", "LABELLED_SPLITS", "TEST_FOLD", "TRAIN_ONLY", "assign_folds", "group_keys", "make_folds",
+           "n_folds"]
 
 TEST_FOLD = -1  # fold value of test clips, which take part in no fold
 TRAIN_ONLY = -2  # fold value of labelled clips that every fold trains on and none validates on
 LABELLED_SPLITS = ("train", "val")  # splits whose clips carry labels and take part in folds
+
+
+def group_keys(manifest: pd.DataFrame) -> list[tuple[str, str]]:
+    """The group of each row of ``manifest``: ``("subject", s)`` for a non-empty ``subject`` (an
+    Aff-Wild2 track's is its video, shared by ``_left`` and ``_right``), else ``("clip", id)``, a
+    group of its own. The tag keeps a subject named "12" apart from clip id 12. No fold and no
+    held-out validation set ever splits a group."""
+    subjects = manifest["subject"].fillna("").astype(str).str.strip()
+    return [("subject", s) if s else ("clip", str(i)) for s, i in zip(subjects, manifest["id"])]
 
 
 def assign_folds(manifest: pd.DataFrame, k: int, *, seed: int) -> pd.DataFrame:
@@ -48,12 +58,8 @@ def assign_folds(manifest: pd.DataFrame, k: int, *, seed: int) -> pd.DataFrame:
     fold = np.full(len(out), TEST_FOLD, dtype=np.int64)
     positions = np.flatnonzero(out["split"].isin(LABELLED_SPLITS).to_numpy())
 
-    # Group key per clip; the tag keeps a subject named "12" apart from clip id 12.
-    subjects = out["subject"].iloc[positions].fillna("").astype(str).str.strip()
-    ids = out["id"].iloc[positions]
     members: dict[tuple[str, str], list[int]] = {}
-    for pos, s, i in zip(positions, subjects, ids):
-        key = ("subject", s) if s else ("clip", str(i))
+    for pos, key in zip(positions, group_keys(out.iloc[positions])):
         members.setdefault(key, []).append(int(pos))
 
     if k > len(members):

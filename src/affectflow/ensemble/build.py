@@ -16,6 +16,10 @@ probabilities (grid :data:`~affectflow.ensemble.methods.THRESHOLD_GRID`, maximis
 rule keeps the tuned decision. Without it the ensemble writes probabilities, which the submission
 binarises at 0.5 (the challenge's rule, and Deng et al. 2023's, 004, which tunes no threshold).
 
+A member trained on every labelled clip (``fold_scheme: mix``, e.g. Hallmen et al. 2024's final
+train+val model) has no OOF rows: method ``mean`` combines it (its OOF score is then that of the
+other members, or undefined), every other method and ``thresholds`` refuse it, naming it.
+
 Whatever is fitted on the OOF rows (tuned thresholds, member weights of every method but ``mean``)
 is scored on those same rows, so that OOF score is in-sample, higher than a held-out one would
 be: ``score.json`` says so (``in_sample``, ``in_sample_note``) and, with thresholds, keeps the
@@ -137,8 +141,13 @@ def build_ensemble(
     oofs, tests = zip(*(run_predictions(members[n], spec) for n in names), strict=True)
     oof_keys, oof_arr = align(oofs, keys, targets)
     test_keys, test_arr = align(tests, keys, targets)
+    unscored = [n for n, oof in zip(names, oofs, strict=True) if oof.empty]
+    if unscored and (method != "mean" or thresholds):
+        raise EnsembleError(f"member(s) {unscored} have no out-of-fold rows (fold_scheme mix trains on every "
+                            f"labelled clip): only method mean without thresholds, which fits nothing on OOF "
+                            f"rows, can combine them (method {method!r}, thresholds {bool(thresholds)})")
     y = truth.set_index(keys)[targets].reindex(key_index(oof_keys, keys)).to_numpy(np.float64)
-    if not np.isfinite(y).any():
+    if len(unscored) < len(names) and not np.isfinite(y).any():
         raise EnsembleError("no OOF row of any member has truth: do the members and the truth "
                             f"table share {keys} values?")
     weights, fit_rows = _fit_weights(fit, method, oof_arr, y, targets, metric=spec.metric, params=params)

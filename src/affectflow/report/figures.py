@@ -199,15 +199,18 @@ def oof_figure(pred: pd.DataFrame, truth: pd.DataFrame, spec: TaskSpec, *, title
         else:
             points = table[table["target"] == target]
             t, p = points["truth"].to_numpy(float), points["prediction"].to_numpy(float)
-            truth_scatter(ax, t, p, low=min(spec.low, *t, *p), high=max(spec.high, *t, *p))
+            # a list, so that a run without out-of-fold rows (fold_scheme mix) still gets its panels
+            truth_scatter(ax, t, p, low=min([spec.low, *t, *p]), high=max([spec.high, *t, *p]))
             ax.set_xlabel(f"true {target}", fontsize=8)
             ax.set_ylabel(f"predicted {target}", fontsize=8)
         ax.tick_params(labelsize=7)
     drawn = f", {len(shown)} drawn" if len(shown) < len(joined) else ""
     fig.suptitle(f"{title}: {score['n']} OOF rows{drawn}")
     if joined.empty:
-        fig.text(0.5, 0.5, "no labelled row has a prediction", ha="center", va="center")
+        fig.text(0.5, 0.5, "no labelled row has an out-of-fold prediction", ha="center", va="center")
     handles, labels = fig.axes[0].get_legend_handles_labels()
+    if not labels:
+        return fig, table
     order = sorted(range(len(labels)), key=labels.__getitem__)  # "label 0", "label 1", then the threshold
     fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside lower center",
                ncols=len(labels), fontsize=8)

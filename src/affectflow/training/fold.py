@@ -23,7 +23,7 @@ import torch
 
 from affectflow.config.runs import modality_backbones, run_backbones
 from affectflow.data import read_manifest
-from affectflow.data.folds import LABELLED_SPLITS, TEST_FOLD, TRAIN_ONLY, make_folds
+from affectflow.data.folds import LABELLED_SPLITS, TEST_FOLD, TRAIN_ONLY, group_keys, make_folds
 from affectflow.models import takes_modality_dims
 from affectflow.runtime.atomic import write_text_atomic
 from affectflow.runtime.device import pick_device
@@ -180,13 +180,23 @@ def _validation_split(labelled: pd.DataFrame, fold: int, fit_ids: list[int], oof
     split holds out its ``fraction`` of ``fit_ids``; its ``official`` split monitors every labelled
     clip of the organisers' validation split (manifest split ``val``) that can be fitted: none of
     them is trained on, and those among ``oof_ids`` make the out-of-fold score in-sample
-    (``selection_in_sample``).
+    (``selection_in_sample``); its ``heldout`` split monitors the fold's out-of-fold clips. Held-out
+    sets take whole groups (:func:`~affectflow.data.folds.group_keys`: an Aff-Wild2 video's two
+    tracks, a subject's clips).
     """
     monitor = s.monitor_spec()
+    groups = dict(zip(labelled["id"].astype(int), group_keys(labelled)))
     if monitor is None:
-        return *_holdout(fit_ids, s.val_fraction, s.seed), {}
+        return *_holdout(fit_ids, s.val_fraction, s.seed, groups), {}
     if monitor.split == "inner":
-        train_ids, val_ids = _holdout(fit_ids, monitor.fraction, s.seed)
+        train_ids, val_ids = _holdout(fit_ids, monitor.fraction, s.seed, groups)
+    elif monitor.split == "heldout":
+        train_ids, val_ids = fit_ids, [i for i in oof_ids if i in tracks.trainable]
+        if not val_ids:
+            raise ValueError(f"fold {fold}: monitor.split heldout, but the fold has no out-of-fold clip with features"
+                             + (" and labelled frames" if tracks.per_frame else "")
+                             + f" (fold scheme {s.fold_scheme}" + (": it trains on every labelled clip)"
+                                                                 if s.fold_scheme == "mix" else ")"))
     else:
         official = labelled.loc[labelled["split"] == OFFICIAL_VAL_SPLIT, "id"]
         val_ids = [int(i) for i in official if i in tracks.trainable]
@@ -227,12 +237,25 @@ def _oof_counts(oof_ids: list[int], oof: pd.DataFrame, scored: pd.DataFrame) -> 
             "oof_clips_predicted": int(scored["id"].nunique())}
 
 
-def _holdout(ids: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, validation) ids: a seeded random ``fraction`` of ``ids`` held out to monitor."""
+def _holdout(ids: list[int], fraction: float, seed: int, groups: dict[int, tuple[str, str]]
+             ) -> tuple[list[int], list[int]]:
+    """(train, validation) ids: a seeded random ``fraction`` of ``ids`` held out to monitor, whole
+    ``groups`` at a time (groups in a seeded random order until the fraction is reached).
+
+    Where every clip is its own group the held-out clips are the very ones a clip-level draw
+    gives (``permutation`` shuffles a list and its indices alike), so runs without groups keep
+    their validation sets."""
     if fraction <= 0:
         return ids, []
-    rng = np.random.default_rng(seed)
-    held = set(rng.permutation(ids)[: max(1, round(fraction * len(ids)))].tolist())
+    members: dict[tuple[str, str], list[int]] = {}
+    for i in ids:
+        members.setdefault(groups.get(i, ("clip", str(i))), []).append(i)
+    order = list(members.values())
+    want, held = max(1, round(fraction * len(ids))), set()
+    for n in np.random.default_rng(seed).permutation(len(order)):
+        if len(held) >= want:
+            break
+        held.update(order[n])
     return [i for i in ids if i not in held], [i for i in ids if i in held]
 
 

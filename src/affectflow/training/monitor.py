@@ -8,10 +8,12 @@ A run's ``monitor`` names a validation metric and a validation set, e.g.
   :data:`affectflow.tasks.TASKS` metric, pearson for the generic ``clip`` task) or ``loss`` (the
   run's loss on the validation set);
 - ``split``: ``inner`` (a seeded random ``fraction``, 0.1 by default, of the fold's training clips
-  held out) or ``official`` (the labelled clips of the organisers' validation split, manifest
-  split ``val``: those in the fold's training part are held out from training; those in the fold's
-  out-of-fold part are monitored too, which makes the out-of-fold score in-sample, and the fold's
-  ``metrics.json`` says so).
+  held out, whole groups at a time: see :func:`affectflow.data.folds.group_keys`), ``official`` (the
+  labelled clips of the organisers' validation split, manifest split ``val``: those in the fold's
+  training part are held out from training; those in the fold's out-of-fold part are monitored
+  too, which makes the out-of-fold score in-sample, and the fold's ``metrics.json`` says so) or
+  ``heldout`` (the fold's own out-of-fold clips, as the papers' cross-validations choose their
+  models: nothing more is held out from training, and the out-of-fold score is in-sample).
 
 The plateau schedule, early stopping and the kept weights all follow the monitored value; with a
 monitor the best epoch's weights are always the ones kept. Torch-free: the settings check it at
@@ -37,7 +39,7 @@ __all__ = ["MONITOR_KEYS", "MONITOR_METRICS", "MONITOR_SPLITS", "Monitor", "chec
 #: What a monitor may watch: the ABAW metrics (higher is better) and the run's loss (lower is better).
 MONITOR_METRICS = ("pearson", "ccc", "f1", "loss")
 #: Where its validation clips come from.
-MONITOR_SPLITS = ("inner", "official")
+MONITOR_SPLITS = ("inner", "official", "heldout")
 MONITOR_KEYS = ("metric", "split", "fraction")
 #: Share of the fold's training clips an ``inner`` monitor holds out unless it says.
 DEFAULT_INNER_FRACTION = 0.1
@@ -100,12 +102,13 @@ def parse_monitor(monitor: Mapping, *, task: str, val_fraction: float = 0.0) -> 
     split = monitor.get("split")
     if split not in MONITOR_SPLITS:
         raise ValueError(f"monitor.split {split!r}: name the validation set, one of {', '.join(MONITOR_SPLITS)}")
-    if split == "official":
+    if split != "inner":
         if "fraction" in monitor:
-            raise ValueError("monitor.fraction applies to split inner only (split official monitors the "
-                             "organisers' validation clips)")
+            raise ValueError(f"monitor.fraction applies to split inner only (split {split} monitors "
+                             + ("the organisers' validation clips)" if split == "official" else
+                                "the fold's out-of-fold clips)"))
         if val_fraction > 0:
-            raise ValueError(f"monitor.split official holds out the official validation clips; val_fraction "
+            raise ValueError(f"monitor.split {split} names its validation clips; val_fraction "
                              f"{val_fraction} would hold out more: set val_fraction: 0")
         return Monitor(metric, split)
     default = val_fraction if val_fraction > 0 else DEFAULT_INNER_FRACTION

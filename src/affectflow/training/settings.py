@@ -67,7 +67,10 @@ class TrainSettings:
             raise ValueError(f"batching {self.batching!r}; known: bucket, random")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        self.monitor_spec()  # a bad monitor fails here, naming its key
+        monitor = self.monitor_spec()  # a bad monitor fails here, naming its key
+        if monitor is not None and monitor.split == "heldout" and self.fold_scheme == "mix":
+            raise ValueError("monitor.split heldout watches the fold's out-of-fold clips; fold_scheme mix trains on "
+                             "every labelled clip and leaves none: monitor split inner, or no monitor")
 
     def monitor_spec(self) -> Monitor | None:
         """The run's :class:`~affectflow.training.monitor.Monitor`; None without a ``monitor``."""
