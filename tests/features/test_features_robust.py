@@ -96,6 +96,7 @@ DIMS = {  # dimensions the papers and the libraries define (tiny models: their c
     "compare_2016_lld": 65, "compare_2016_func": 6373, "vidmimic_wav2vec2_768": 768,
     "dino_vits16": 48, "wav2vec2_hidden": 32, "hubert_hidden": 32, "wav2vec2_vad1027": 32 + 3,
     "image_local": 64,  # timm's test_vit: embed_dim 64
+    "ecapa_tdnn192": 12, "vggish128": 128, "mae_vit": 32,  # tiny ECAPA lin_neurons 12; VGGish's 128 after PCA
 }
 
 

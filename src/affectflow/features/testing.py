@@ -133,6 +133,111 @@ def vad_dir(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
+# A tiny ECAPA-TDNN: the recipe's kernel sizes and dilations (so the shortest clip it takes is the
+# real one), narrow layers; res2net_scale 8 needs channels divisible by 8.
+TINY_ECAPA = {"channels": [16, 16, 16, 16, 48], "attention_channels": 8, "se_channels": 8, "lin_neurons": 12}
+
+
+def _randomise_batchnorm(model) -> None:
+    """Random BatchNorm statistics and affine parameters, so that eval-mode normalisation is not the identity."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                if module.affine:
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.uniform_(-0.1, 0.1)
+
+
+def ecapa_dir(path: Path, *, seed: int = 0, arch: dict | None = None) -> Path:
+    """A tiny speechbrain ``ECAPA_TDNN`` (``TINY_ECAPA`` sizes, or ``arch``) laid out as
+    spkrec-ecapa-voxceleb: ``embedding_model.ckpt`` (state_dict), ``mean_var_norm_emb.ckpt``
+    (InputNormalization statistics) and a recipe-style ``hyperparams.yaml`` with the same sizes."""
+    import torch
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    from affectflow.features.backbones.ecapa import VOXCELEB_ARCH
+
+    # every size, as the recipe's file lists them
+    arch = {**{k: v for k, v in VOXCELEB_ARCH.items() if k != "n_mels"}, **TINY_ECAPA, **(arch or {})}
+    arch = {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()}
+    torch.manual_seed(seed)
+    model = ECAPA_TDNN(80, **arch)
+    _randomise_batchnorm(model)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path / "embedding_model.ckpt")
+    dim = arch["lin_neurons"]
+    torch.save({"count": 100, "glob_mean": torch.randn(dim), "glob_std": torch.ones(dim)},
+               path / "mean_var_norm_emb.ckpt")
+    (path / "hyperparams.yaml").write_text(
+        "n_mels: 80\n"
+        "compute_features: !new:speechbrain.lobes.features.Fbank\n    n_mels: !ref <n_mels>\n"
+        "mean_var_norm: !new:speechbrain.processing.features.InputNormalization\n"
+        "    norm_type: sentence\n    std_norm: False\n"
+        "embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN\n    input_size: !ref <n_mels>\n"
+        + "".join(f"    {k}: {v}\n" for k, v in arch.items())
+    )
+    return path
+
+
+def vggish_checkpoint(path: Path, *, widths=(4, 8, 8, 8, 8, 8), hidden: int = 16, seed: int = 0,
+                      pproc: bool = False) -> Path:
+    """A tiny torchvggish-layout VGGish state_dict (narrow layers, the real 96 x 64 input and 128-d
+    output) saved with torch.save; ``pproc`` also stores PCA parameters under ``pproc.``."""
+    import torch
+
+    from affectflow.features.backbones.vggish import vggish_class
+
+    torch.manual_seed(seed)
+    model = vggish_class()(widths, hidden=hidden)
+    with torch.no_grad():  # positive biases keep the narrow ReLU layers from dying
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.uniform_(0.0, 0.2)
+    state = model.state_dict()
+    if pproc:
+        matrix, means = _pca(seed)
+        state |= {"pproc.pca_matrix": torch.from_numpy(matrix), "pproc.pca_means": torch.from_numpy(means[:, None])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def _pca(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    matrix = np.linalg.qr(rng.normal(size=(128, 128)))[0] * 3.0  # a rotation and a whitening scale
+    return matrix.astype(np.float32), rng.uniform(0.0, 0.3, 128).astype(np.float32)
+
+
+def vggish_pca_file(path: Path, *, seed: int = 0) -> Path:
+    """PCA parameters as torchvggish releases them (vggish_pca_params-*.pth): a torch.save'd dict of
+    numpy arrays ``pca_eigen_vectors`` (128 x 128) and ``pca_means`` (128,)."""
+    import torch
+
+    matrix, means = _pca(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"pca_eigen_vectors": matrix.astype(np.float64), "pca_means": means.astype(np.float64)}, path)
+    return path
+
+
+def mae_dir(path: Path, *, image_size: int = 112, hidden_size: int = 32, seed: int = 0,
+            for_pretraining: bool = False) -> Path:
+    """A tiny ``ViTMAEModel`` saved with save_pretrained; ``for_pretraining`` saves the hub's
+    layout instead (``ViTMAEForPreTraining``: the encoder under ``vit.`` plus a decoder)."""
+    import torch
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
+
+    torch.manual_seed(seed)
+    config = ViTMAEConfig(hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                          image_size=image_size, patch_size=16, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                          decoder_num_attention_heads=2, decoder_intermediate_size=32)
+    (ViTMAEForPreTraining if for_pretraining else ViTMAEModel)(config).save_pretrained(path)
+    return path
+
+
 def openface_csv(path: Path, n_frames: int, *, fps: float = 30.0, failed: tuple[int, ...] = (), seed: int = 0) -> Path:
     """An OpenFace 2.0 FeatureExtraction-style CSV (", "-separated header, as the tool writes it)."""
     rng = np.random.default_rng(seed)
@@ -196,4 +301,8 @@ def tiny_backbone_params(root: Path) -> dict[str, dict]:
         "hubert_hidden": {"weights": str(hubert_dir(root / "hubert"))},
         "wav2vec2_vad1027": {"weights": str(vad_dir(root / "vad"))},
         "vidmimic_wav2vec2_768": {"root": str(vidmimic)},
+        "ecapa_tdnn192": {"weights": str(ecapa_dir(root / "ecapa")), **TINY_ECAPA},
+        "vggish128": {"weights": str(vggish_checkpoint(root / "vggish.pth")),
+                      "pca": str(vggish_pca_file(root / "vggish_pca.pth"))},
+        "mae_vit": {"weights": str(mae_dir(root / "mae"))},
     }

@@ -26,9 +26,11 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-# Files of a local model directory (transformers ``save_pretrained``) that decide its output;
-# tokenizer or README files do not.
-MODEL_DIR_FILES = ("config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin")
+# Files of a local model directory (transformers ``save_pretrained``, or a speechbrain recipe's
+# checkpoint directory) that decide its output; tokenizer or README files do not.
+MODEL_DIR_FILES = ("config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin",
+                   "hyperparams.yaml", "embedding_model.ckpt", "mean_var_norm_emb.ckpt")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt")
 
 
 def dir_sha256(directory: str | os.PathLike) -> str:
@@ -38,10 +40,10 @@ def dir_sha256(directory: str | os.PathLike) -> str:
         p for p in directory.iterdir()
         if p.is_file() and (p.name in MODEL_DIR_FILES or p.name.startswith(("model-", "pytorch_model-")))
     )
-    if not any(p.name != "config.json" and p.suffix in (".safetensors", ".bin") for p in files):
+    if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
         raise FileNotFoundError(
             f"{directory}: no model weights (expected model.safetensors or pytorch_model.bin, "
-            "as written by save_pretrained)"
+            "as written by save_pretrained, or a speechbrain embedding_model.ckpt)"
         )
     digest = hashlib.sha256()
     for path in files:

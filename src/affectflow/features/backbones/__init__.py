@@ -6,14 +6,17 @@ Modules import torch, transformers or dlib inside functions, so registering cost
 from affectflow.features.backbones import (  # noqa: F401
     dino,
     dlib_face,
+    ecapa,
     fbank,
     fer_tflite,
     iresnet,
     landmarks,
+    mae,
     mfcc,
     openface,
     smile,
     speech,
     torch_image,
+    vggish,
     vidmimic,
 )
