@@ -167,3 +167,12 @@ def test_frame_timeline_gives_one_row_per_frame_and_a_mask(name, tiny_params, sh
         assert not clips["2"][0]["mask"].any()
     else:
         assert clips["1"][0]["mask"].all()  # 1.5 s of audio covers the 0.2 s of frames
+
+
+def test_every_backbone_is_rebuilt_from_the_params_it_records(tiny_params):
+    # the features rule passes a backbone's recorded params (its signature) to the job, which builds it
+    # again from them: every backbone must take back exactly what it records
+    assert sorted(tiny_params) == sorted(list_backbones())
+    for name, params in tiny_params.items():
+        recorded = create_backbone(name, **params).params
+        assert create_backbone(name, **recorded).params == recorded, name

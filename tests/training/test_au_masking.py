@@ -197,9 +197,9 @@ def test_schema_takes_the_new_keys_and_only_valid_values():
     schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
     validate(copy.deepcopy(config), schema)
     bad_region = copy.deepcopy(config)
-    bad_region["features"]["densenet_fer_upper"]["mask"] = "top"
+    bad_region["features"]["ires100_upper"]["mask"] = "top"
     bad_key = copy.deepcopy(config)
-    next(iter(bad_key["train"]["runs"].values()))["mask_augment"]["middle"] = "densenet_fer"
+    next(iter(bad_key["train"]["runs"].values()))["mask_augment"]["middle"] = "ires100"
     for bad in (bad_region, bad_key):
         with pytest.raises(WorkflowError):
             validate(bad, schema)

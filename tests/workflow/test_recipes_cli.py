@@ -27,7 +27,7 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
     task = task_spec(config["dataset"]["task"])
     data, options = build_fixture(task.name, tmp_path / "data")
     tiny = tiny_recipe_config(config, data_root=data, weights_dir=tmp_path / "weights", name=f"tiny_{name}",
-                              dataset_options=options)
+                              dataset_options=options, n_shards=1)  # one labelled and one test shard
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(tiny, sort_keys=False))
     work = tmp_path / "work"

@@ -75,7 +75,8 @@ def _annotation_text(values: np.ndarray, header: tuple[str, ...], task: str) -> 
 
 
 def _render_videos(root: Path, rows: list[pd.Series], splits: list[str], pairs: set[int], au_skip: int | None,
-                   rng: np.random.Generator, resources: str | Path | None) -> tuple[list, list[dict]]:
+                   rng: np.random.Generator, resources: str | Path | None,
+                   seconds: tuple[float, float] = (1.5, 2.5)) -> tuple[list, list[dict]]:
     """Render every video; return ``(name, path, people)`` per video and the facts of each track."""
     n = len(rows)
     videos, tracks = [], []  # tracks: dicts of per-track facts
@@ -86,7 +87,7 @@ def _render_videos(root: Path, rows: list[pd.Series], splits: list[str], pairs: 
             name = f"video{i + 1}" if i % 2 else f"{i + 1}-30-{WIDTH}x{HEIGHT}"
             row = row.copy()
             row["fps_rational"], row["fps"] = ("25", 25.0) if i == 1 else ("30", 30.0)
-            row["n_frames"] = int(round(rng.uniform(1.5, 2.5) * row["fps"]))
+            row["n_frames"] = int(round(rng.uniform(*seconds) * row["fps"]))
             row["brightness"] = 0.0
             out = root / "videos" / ("batch1" if i < n / 2 else "batch2") / f"{name}.mp4"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -211,8 +212,12 @@ def make_affwild2(
     two_person: bool = True,
     seed: int = 0,
     resources: str | Path | None = None,
+    seconds: tuple[float, float] = (1.5, 2.5),
 ) -> Path:
     """A tiny Aff-Wild2 root with both the VA and the AU challenge.
+
+    Each video lasts a random duration within ``seconds`` (shorter videos make quicker runs where
+    nothing is learned, e.g. a recipe's end-to-end check).
 
     Writes ``videos/batch{1,2}/<video>.mp4``, ``Annotations/{VA_Estimation_Challenge,
     AU_Detection_Challenge}/{Train_Set,Validation_Set}/<track>.txt``,
@@ -237,13 +242,13 @@ def make_affwild2(
     pairs = set()
     if two_person:
         pairs = {splits.index("train"), splits.index("test")}
-    rows = plan_rows(n, rng, min_s=1.5, max_s=2.5)
+    rows = plan_rows(n, rng, min_s=seconds[0], max_s=seconds[1])
     au_skip = None
     single_train = [i for i in range(n) if splits[i] == "train" and i not in pairs]
     if len([i for i in range(n) if splits[i] == "train"]) >= 2 and single_train:
         au_skip = single_train[-1]
     # The draws from ``rng`` happen in this order; changing it changes every fixture.
-    videos, tracks = _render_videos(root, rows, splits, pairs, au_skip, rng, resources)
+    videos, tracks = _render_videos(root, rows, splits, pairs, au_skip, rng, resources, tuple(seconds))
     truth = _plant_truth(tracks, rng)
     _write_annotations(root, tracks, rng)
     _write_cropped_aligned(root, videos, tracks, rng)

@@ -34,6 +34,15 @@ _YU2023_ERI_TRAINING = {"loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_s
                         "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5",
                         "monitor": _HELDOUT}
 
+# 004's training (BCE, Adam 1e-4, StepLR x0.1 every 20 epochs, 50 epochs, sequences of 128, 7 folds)
+# and its Transformer's size, which the paper does not state.
+_DENG2023_TRAINING = {"task": "au", "loss": "bce", "optimizer": "adam", "lr": 1e-4,
+                      "batch_size": 32,  # not stated
+                      "epochs": 50, "scheduler": "step", "scheduler_params": {"step_size": 20, "gamma": 0.1},
+                      "segment_length": 128, "segment_stride": 128, "fold_scheme": "train5_val2", "monitor": _HELDOUT}
+_DENG2023_TRANSFORMER = {"dim": 256, "layers": 4, "heads": 4,  # widths and depth not stated
+                         "per_frame": True, "sigmoid": True, "head_hidden": [256]}
+
 RECIPES = MappingProxyType({
     # 000 Yu et al. 2024, EMI: TCN (k=3, 5 layers) -> Transformer (2 blocks, 4 heads, attention
     # dim 128) -> FFN, MSE, Adam 3e-5, batch 128, T = 300, lr halved after 10 stale epochs.
@@ -145,11 +154,21 @@ RECIPES = MappingProxyType({
     # BCE, Adam 1e-4, StepLR x0.1 every 20 epochs, 50 epochs, 7 folds (train in 5 + val in 2).
     "deng2023_au": {
         "model": "tcn_transformer",
-        "model_params": {"hidden": 256, "tcn_layers": 5, "kernel": 3, "dim": 256, "layers": 4,  # widths not stated
-                         "heads": 4, "per_frame": True, "sigmoid": True, "head_hidden": [256]},
-        "task": "au", "loss": "bce", "optimizer": "adam", "lr": 1e-4, "batch_size": 32,  # batch not stated
-        "epochs": 50, "scheduler": "step", "scheduler_params": {"step_size": 20, "gamma": 0.1},
-        "segment_length": 128, "segment_stride": 128, "fold_scheme": "train5_val2", "monitor": _HELDOUT,
+        "model_params": {"hidden": 256, "tcn_layers": 5, "kernel": 3, **_DENG2023_TRANSFORMER},
+        **_DENG2023_TRAINING,
+    },
+    # 004's plain Transformer (Table 6: ires100, mae, densenet, wav2vec: .554).
+    "deng2023_au_transformer": {
+        "model": "transformer",
+        "model_params": dict(_DENG2023_TRANSFORMER),
+        **_DENG2023_TRAINING,
+    },
+    # 004's Dual Transformer, "one per modality": a Transformer encoder per features key, encodings
+    # concatenated (Table 5: ires100, ecapatdnn: .526).
+    "deng2023_au_dual": {
+        "model": "dual_transformer",
+        "model_params": {**_DENG2023_TRANSFORMER, "fusion_dim": 256},  # width not stated
+        **_DENG2023_TRAINING,
     },
 })
 

@@ -152,7 +152,9 @@ class IResNet512(TorchImageBackbone):
             raise ValueError(f"depth must be one of {', '.join(map(str, IRESNET_LAYERS))}, not {depth!r}")
         super().__init__(weights=weights, input_size=INPUT_SIZE, mean=IRESNET_MEAN, std=IRESNET_STD,
                          max_frames=max_frames)
-        self.params["depth"] = int(depth)
+        # Its parameters are what it takes: the workflow rebuilds it from them (input size and
+        # normalisation are the architecture's, not options).
+        self.params = {"weights": weights, "depth": int(depth), "max_frames": int(max_frames)}
 
     def build(self):
         return load_iresnet(self._weights, self.params["depth"])

@@ -62,6 +62,9 @@ class TorchImageBackbone(CropBackbone):
         self._weights = resolve_weights(weights)
         self.params = {"weights": weights, "input_size": int(input_size), "mean": [float(v) for v in mean],
                        "std": [float(v) for v in std], "max_frames": int(max_frames)}
+        # kept apart from params: a subclass whose input is fixed by its architecture records only
+        # what it takes (the workflow rebuilds a backbone from its recorded params)
+        self._input_size, self._mean, self._std = self.params["input_size"], self.params["mean"], self.params["std"]
         self._loaded = None
 
     def provenance(self) -> dict:
@@ -84,8 +87,8 @@ class TorchImageBackbone(CropBackbone):
             module = self.build().eval().to(device)
             if device.startswith("cuda"):
                 module = module.to(memory_format=torch.channels_last)
-            mean = torch.tensor(self.params["mean"], device=device).view(1, 3, 1, 1)
-            std = torch.tensor(self.params["std"], device=device).view(1, 3, 1, 1)
+            mean = torch.tensor(self._mean, device=device).view(1, 3, 1, 1)
+            std = torch.tensor(self._std, device=device).view(1, 3, 1, 1)
             self._loaded = (module, device, mean, std)
         return self._loaded
 
@@ -97,7 +100,7 @@ class TorchImageBackbone(CropBackbone):
         x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
         x = x.to(device, non_blocking=True)  # from pinned memory (the stage pins on CUDA): asynchronous
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        size = self.params["input_size"]
+        size = self._input_size
         if x.shape[-2:] != (size, size):
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                                 antialias=True)
