@@ -111,3 +111,14 @@ def test_a_multimodal_model_without_its_other_modalities_fails_at_start():
     check_runs({"runs": {"gru": {"backbone": "densenet", "recipe": "liu2023_va_gru", "fuse_with": ["wav2vec2"]}}})
     dims = {"modality_dims": [4, 4]}
     check_runs({"runs": {"gru": {"backbone": "densenet", "model": "fusion", "model_params": dims}}})
+
+
+def test_a_member_trained_on_every_labelled_clip_is_refused_by_fitted_ensembles_at_start():
+    config = with_defaults(yaml.safe_load((REPO / "config" / "recipes" / "emi_hallmen2024.yaml").read_text()))
+    check_names(config)  # the recipe: its train+val model alone, combined by mean
+    for change, named in ((dict(method="weighted"), "weighted"), (dict(compare=["greedy"]), "greedy")):
+        bad = {**config, "ensemble": {**config["ensemble"], **change}}
+        with pytest.raises(ConfigError, match=rf"'w2v2_lstm_mean_trainval' has fold_scheme mix.*{named}"):
+            check_names(bad)
+    scored = {**config, "ensemble": {**config["ensemble"], "method": "weighted", "members": ["w2v2_lstm_mean"]}}
+    check_names(scored)  # a member with OOF rows may be weighted

@@ -198,12 +198,14 @@ def test_a_member_trained_on_every_labelled_clip_joins_a_mean_and_is_refused_by_
     score = build_ensemble({"mix": mix}, truth, tmp_path / "alone", spec=EMI, method="mean")
     oof, written, _, saved = read_out(tmp_path / "alone")
     assert oof.empty and score["oof"]["rows"] == 0 and saved["oof"]["mean"] is None
+    assert saved["unscored_members"] == ["mix"]
     np.testing.assert_allclose(written[targets].to_numpy(), test[targets].to_numpy(), atol=1e-6)
     # with a scored member: the test rows average both, the OOF rows are the scored member's
     score = build_ensemble({"mix": mix, "scored": scored}, truth, tmp_path / "both", spec=EMI, method="mean")
     oof, written, _, _ = read_out(tmp_path / "both")
     np.testing.assert_allclose(written[targets].to_numpy(), test[targets].to_numpy() + 0.1, atol=1e-6)
     assert score["oof"]["rows"] == 30 and score["oof"]["mean"] == pytest.approx(score["members"]["scored"]["mean"])
+    assert score["unscored_members"] == ["mix"]
     for method in ("weighted", "greedy", "best"):
         with pytest.raises(EnsembleError, match=r"member\(s\) \['mix'\] have no out-of-fold rows.*" + method):
             build_ensemble({"mix": mix, "scored": scored}, truth, tmp_path / method, spec=EMI, method=method)

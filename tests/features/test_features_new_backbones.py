@@ -179,7 +179,8 @@ def test_vggish_front_end_against_librosa():
 
 
 def reference_vggish(state: dict, examples: np.ndarray) -> np.ndarray:
-    """torchvggish's forward written with functional calls on the checkpoint's tensors."""
+    """Google's VGGish forward (vggish_slim.py: ReLU after every conv and after fc1_1 and fc1_2, none after
+    fc2) written with functional calls on the checkpoint's tensors, laid out as torchvggish's."""
     f = torch.nn.functional
     x = torch.from_numpy(examples.astype(np.float32))[:, None]
     for position, index in enumerate(vg.CONVS):
@@ -187,8 +188,9 @@ def reference_vggish(state: dict, examples: np.ndarray) -> np.ndarray:
         if position in (0, 1, 3, 5):
             x = f.max_pool2d(x, 2)
     x = torch.transpose(torch.transpose(x, 1, 3), 1, 2).reshape(len(x), -1)  # as torchvggish: (N, 6, 4, C)
-    for index in vg.LINEARS:
-        x = f.relu(f.linear(x, state[f"embeddings.{index}.weight"], state[f"embeddings.{index}.bias"]))
+    for n, index in enumerate(vg.LINEARS):
+        x = f.linear(x, state[f"embeddings.{index}.weight"], state[f"embeddings.{index}.bias"])
+        x = f.relu(x) if n < len(vg.LINEARS) - 1 else x  # the embedding itself has no activation
     return x.numpy()
 
 
@@ -203,6 +205,7 @@ def test_vggish_raw_embeddings_and_timestamps(models):
     examples = np.stack([mel[s : s + 96] for s in (0, 96, 192)])
     state = torch.load(models["vggish"], weights_only=True)
     np.testing.assert_allclose(features, reference_vggish(state, examples), rtol=1e-4, atol=1e-5)
+    assert (features < 0).any()  # no ReLU on the embedding: negative values reach the PCA
     assert features.std(0).max() > 1e-4
     np.testing.assert_array_equal(features, backbone.extract(audio, SR)[0])
     overlapping, times = create_backbone("vggish128", weights=str(models["vggish"]), postprocess=False,
@@ -397,3 +400,30 @@ def test_a_speechbrain_checkpoint_directory_has_a_checksum_the_manifest_can_chec
         extra.unlink()
     with pytest.raises(FileNotFoundError, match="speechbrain embedding_model.ckpt"):
         dir_sha256(copy)
+
+
+def test_ecapa_on_the_frame_timeline_covers_every_frame_of_a_clip(models, tmp_path):
+    from affectflow.features.stage import build_feature_shard
+    from affectflow.h5store import ShardWriter, iter_clips
+
+    media, faces = tmp_path / "media.h5", tmp_path / "faces.h5"
+    lengths = {"1": 2.5, "2": 1.2}  # 2 s windows every second: centres 1.0 and 1.5 s; one window over 1.2 s
+    with ShardWriter(media, file_attrs={"stage": "media", "sample_rate": SR}) as writer:
+        for clip_id, seconds in lengths.items():
+            writer.add_clip(clip_id, {"audio": speech_like(seconds)}, {"qc_status": "ok"})
+    with ShardWriter(faces, file_attrs={"stage": "faces", "fps": 30}) as writer:
+        for clip_id, seconds in lengths.items():
+            n = int(seconds * 30)
+            writer.add_clip(clip_id, {"crops": [b""] * n, "valid": np.zeros(n, bool), "timestamps": np.arange(n) / 30},
+                            {"qc_status": "ok"})
+    params = {"weights": str(models["ecapa"]), **tiny.TINY_ECAPA, "window_s": 2.0, "hop_s": 1.0}
+    out = tmp_path / "ecapa.h5"
+    build_feature_shard("ecapa_tdnn192", params, media, out, timeline="frames", frames_shard=faces, num_workers=0)
+    clips = {cid: arrays for cid, arrays, _ in iter_clips(out)}
+    for clip_id, seconds in lengths.items():
+        assert clips[clip_id]["mask"].all() and len(clips[clip_id]["mask"]) == int(seconds * 30), clip_id
+    # the first frames of the 2.5 s clip take the first window, the last ones the last window
+    rows = clips["1"]["features"]
+    raw, _ = ecapa(models, window_s=2.0, hop_s=1.0).extract(speech_like(2.5), SR)
+    np.testing.assert_allclose(rows[0], raw[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows[-1], raw[-1], rtol=1e-5, atol=1e-6)

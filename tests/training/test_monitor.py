@@ -321,8 +321,9 @@ def test_heldout_monitor_chooses_on_the_out_of_fold_clips(fold_data, tmp_path):
     with pytest.raises(ValueError, match="monitor.split heldout, but the fold has no out-of-fold clip"):
         train_fold(manifest.assign(fold=np.where(manifest["fold"] == 1, -2, 0)), shards, 1, tmp_path / "none",
                    targets=TARGETS, k_folds=2, settings=s)
-    with pytest.raises(ValueError, match="fold_scheme mix trains on every labelled clip and leaves none"):
-        small(fold_scheme="mix", monitor={"split": "heldout"})
+    for split in ("heldout", "official"):
+        with pytest.raises(ValueError, match=f"split {split}: fold_scheme mix trains on every labelled clip"):
+            small(fold_scheme="mix", monitor={"split": split})
     with pytest.raises(ValueError, match="monitor.split heldout names its validation clips; val_fraction 0.2"):
         small(val_fraction=0.2, monitor={"split": "heldout"})
 
@@ -335,6 +336,10 @@ def test_inner_monitor_holds_out_whole_groups(fold_data, tmp_path):
     s = small(monitor={"metric": "loss", "split": "inner", "fraction": 0.25}, epochs=1)
     metrics = train_fold(grouped, shards, 0, tmp_path, targets=TARGETS, k_folds=2, settings=s)
     assert metrics["val_clips"] == 6 and metrics["train_clips"] == 18  # 3 whole videos of the 12 in training
+    # one subject across the whole training part: holding out a group leaves nothing to train on
+    one = manifest.assign(subject="everyone")
+    with pytest.raises(ValueError, match="fold 0: val_fraction 0.2 holds out 24 clips and leaves 0 to train on"):
+        train_fold(one, shards, 0, tmp_path / "one", targets=TARGETS, k_folds=2, settings=small(val_fraction=0.2))
     # which clips, over many seeds: never one video on both sides
     fit_ids = [int(i) for i in grouped.loc[grouped["fold"] != 0, "id"]]
     groups = dict(zip(grouped["id"], group_keys(grouped)))

@@ -15,6 +15,7 @@ like its shuffled null and fails here.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from test_train_loop import one_thread  # noqa: F401  (autouse: one intra-op thr
 from affectflow.config.runs import branch_model_paths, modality_backbones, run_backbones, run_folds
 from affectflow.config.schema import with_defaults
 from affectflow.ensemble import build_ensemble_job
+from affectflow.ensemble.tables import run_predictions
 from affectflow.keys import read_prediction_table
 from affectflow.scoring import read_truth, score_arrays
 from affectflow.tasks import key_columns, task_spec
@@ -54,17 +56,20 @@ TRAINING = {
 # AU: one 128-frame segment, and half the noise, so that F1 at the 0.5 cut is clearly above 0).
 FIXTURE = {"emi": {"n_clips": 300}, "eri": {"n_clips": 200}, "va": {"frames": 180},
            "au": {"frames": 128, "noise": 0.5}}
-# Planted minus shuffled OOF score that every scored run and the ensemble must reach (MARGIN), and
-# the least planted score (PLANTED_FLOOR), per metric. Measured over fixture seeds 0-3 (planted /
-# shuffled; the runs of the recipes as of this test's writing):
-#   emi_yu2024       visual .65-.69 / -.02-.11, audio .61-.72 / .06-.13, ensemble .93-.94 / .09-.16
-#   emi_hallmen2024  w2v2_lstm_mean .96-.97 / .00-.11 (the train+val run and its ensemble: no OOF rows)
-#   eri_yu2023       visual_branch .61-.66 / -.05-.05, audio_branch .62-.67 / -.02-.04,
-#                    av_modality_dropout = ensemble .93 / .03-.08
-#   va_liu2023 (CCC) four runs .89-.96 / -.03-.11, ensemble .97 / .05-.14
-#   au_deng2023 (F1) tcn_transformer .58-.62 / .08-.11, transformer .61-.62 / .08-.13,
-#                    dual_transformer .51-.54 / .04-.10, ensemble .60-.64 / .00-.03
-# Smallest margins seen: Pearson .50 (a unimodal run: it sees half the latent), CCC .80, F1 .42.
+# Planted minus shuffled score that every scored run, every member's test predictions and the
+# ensemble (OOF and test) must reach (MARGIN), and the least planted score (PLANTED_FLOOR), per
+# metric. Measured on fixture seed 0 (planted / shuffled, OOF then [test]; labels shuffled along one
+# random cycle, so no clip keeps its own):
+#   emi_yu2024       visual .65 / .03 [.63 / .26], audio .62 / .12 [.65 / .19], ensemble .94 / .10 [.95 / .24]
+#   emi_hallmen2024  w2v2_lstm_mean .96 / .04; the train+val model [.96 / -.14] (no OOF rows)
+#   eri_yu2023       visual_branch .63 / -.04, audio_branch .62 / .03, av_modality_dropout = ensemble .93 / .04
+#                    [.95 / -.40]
+#   va_liu2023 (CCC) four runs .89-.96 / -.02-.03 [.92-.96 / -.13 to -.04], ensemble .97 / .04 [.97 / -.05]
+#   au_deng2023 (F1) three runs .53-.62 / .05-.11 [.61-.73 / .00-.01], ensemble .64 / .01 [.72 / .00]
+# The shuffled test scores spread widest (about +-.3 Pearson): a few dozen test clips, and a
+# correlation is blind to how weakly a direction was learned. Smallest margins: Pearson .37 (a
+# unimodal run's test score), CCC .78, F1 .43. (Over seeds 0-3, with a plain permutation, the OOF
+# margins were at least .50 Pearson, .80 CCC, .42 F1.)
 MARGIN = {"pearson": 0.3, "ccc": 0.4, "f1": 0.25}
 PLANTED_FLOOR = {"pearson": 0.4, "ccc": 0.6, "f1": 0.35}
 ENSEMBLE = "ensemble"  # the ensemble's entry among the scores
@@ -101,7 +106,9 @@ def dependency_order(runs: dict) -> list[str]:
 
 def train_recipe(config: dict, root, *, shuffle: bool) -> dict[str, float]:
     """Train every run of ``config`` on its planted fixture (labels shuffled or not), build its
-    ensemble; the OOF score of each run that has OOF rows, and of the ensemble (:data:`ENSEMBLE`)."""
+    ensemble; the OOF score of each run that has OOF rows, and of the ensemble (:data:`ENSEMBLE`),
+    and the test score (never shuffled labels) of each member and of the ensemble (``<name> [test]``):
+    a member without OOF rows (fold_scheme mix, 002's submitted model) is shown to learn there."""
     spec = task_spec(config["dataset"]["task"])
     fixture = write_planted(config, root, shuffle=shuffle, **FIXTURE[spec.name])
     runs, k_folds, seed = config["train"]["runs"], config["train"]["k_folds"], config["train"]["seed"]
@@ -121,16 +128,30 @@ def train_recipe(config: dict, root, *, shuffle: bool) -> dict[str, float]:
                                  task=spec.name, run=run)
     truth = read_truth(fixture.truth, spec)
     scores = {name: score for name, dirs in folds.items() if (score := oof_score(dirs, truth, spec)) is not None}
-    if any(name in scores for name in members):  # else no OOF row to fit or score (fold_scheme mix)
-        ensemble = config["ensemble"]
-        result = build_ensemble_job({m: folds[m] for m in members}, fixture.truth,
-                                    fixture.results / "ensemble" / ensemble["name"], task=spec.name,
-                                    method=ensemble["method"], params=ensemble["params"],
-                                    thresholds=ensemble["thresholds"])
+    ensemble = config["ensemble"]
+    out = fixture.results / "ensemble" / ensemble["name"]
+    result = build_ensemble_job({m: folds[m] for m in members}, fixture.truth, out, task=spec.name,
+                                method=ensemble["method"], params=ensemble["params"], thresholds=ensemble["thresholds"])
+    if any(name in scores for name in members):  # else no OOF row to score (fold_scheme mix)
         scores[ENSEMBLE] = result["oof"]["mean"]
         for member, score in result["members"].items():  # the ensemble read the folds as scored here
-            assert score["mean"] == pytest.approx(scores[member], abs=1e-6), member
+            if member in scores:
+                assert score["mean"] == pytest.approx(scores[member], abs=1e-6), member
+    test_truth = pd.read_csv(fixture.test_truth)
+    for name in members:  # each member's fold models averaged on the test clips, as the ensemble does
+        scores[f"{name} [test]"] = table_score(run_predictions(folds[name], spec)[1], test_truth, spec)
+    scores[f"{ENSEMBLE} [test]"] = table_score(read_prediction_table(out / "test.csv", key_columns(spec),
+                                                                     list(spec.targets)), test_truth, spec)
     return scores
+
+
+def table_score(pred: pd.DataFrame, truth: pd.DataFrame, spec) -> float:
+    """The task's metric of prediction table ``pred`` on the rows of ``truth`` (every one predicted)."""
+    keys, targets = key_columns(spec), list(spec.targets)
+    joined = truth.merge(pred, on=keys, suffixes=("", "_pred"), how="left")
+    predicted = joined[[f"{t}_pred" for t in targets]].to_numpy()
+    assert not np.isnan(predicted).any(), "every test row has a prediction"
+    return score_arrays(spec.metric, joined[targets].to_numpy(), predicted, targets)["mean"]
 
 
 def oof_score(fold_dirs, truth: pd.DataFrame, spec) -> float | None:

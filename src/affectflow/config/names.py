@@ -69,6 +69,11 @@ def check_names(config: Mapping) -> None:
             raise ConfigError(f"ensemble: unknown method {method!r}; known: {', '.join(ensemblers)}")
     if config["ensemble"]["thresholds"] and config["dataset"]["task"] != "au":
         raise ConfigError("ensemble.thresholds: per-target thresholds are for binary targets (task au) only")
+    fitted = [m for m in [config["ensemble"]["method"], *config["ensemble"]["compare"]] if m != "mean"]
     for member in config["ensemble"]["members"]:
         if member not in runs:
             raise ConfigError(f"ensemble.members: {member!r} is not a run; runs: {', '.join(runs)}")
+        # a run trained on every labelled clip has no OOF rows to fit weights or thresholds on
+        if resolve_run(runs[member]).get("fold_scheme") == "mix" and (fitted or config["ensemble"]["thresholds"]):
+            raise ConfigError(f"ensemble.members: {member!r} has fold_scheme mix (no out-of-fold rows): only method "
+                              f"mean without thresholds can combine it, not {fitted or ['thresholds']}")

@@ -31,9 +31,7 @@ labelled and predicted), against the truth of :func:`affectflow.scoring.read_tru
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,7 +43,7 @@ from affectflow.ensemble.errors import EnsembleError, ensemble_errors
 from affectflow.ensemble.methods import ENSEMBLERS, Ensembler, check_params, combine, tune_thresholds
 from affectflow.ensemble.tables import align, key_index, run_predictions, write_prediction_table
 from affectflow.keys import checked_table
-from affectflow.runtime.atomic import write_text_atomic
+from affectflow.runtime.atomic import write_json_atomic
 from affectflow.scoring import MIN_SCORED_ROWS, read_truth, score_arrays
 from affectflow.tasks import TaskSpec, key_columns, task_spec
 
@@ -84,21 +82,6 @@ def _binarise(pred: np.ndarray, cut: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(pred), (pred >= cut).astype(float), np.nan)
 
 
-def _json_safe(value):
-    # NaN is not JSON: an undefined score is written as null.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _write_json(path: Path, value: dict) -> None:
-    write_text_atomic(path, json.dumps(_json_safe(value), indent=2))
-
-
 def build_ensemble(
     members: Mapping[str, Sequence[str | os.PathLike]],
     truth: pd.DataFrame,
@@ -120,7 +103,8 @@ def build_ensemble(
       (or null) and the number of OOF rows each target was fitted on;
     - ``score.json``: ``{"method", "task", "metric", "oof": {per_target, mean, rows},
       "members": {name: {per_target, mean, rows}}, "weights", "thresholds", "in_sample",
-      "in_sample_note"}`` and, with thresholds, ``"oof_at_0.5"`` (the ensemble's F1 before
+      "in_sample_note", "unscored_members"}`` (members without OOF rows, left out of the OOF score)
+      and, with thresholds, ``"oof_at_0.5"`` (the ensemble's F1 before
       tuning). ``in_sample`` is true when thresholds or weights were fitted on the scored OOF
       rows; the note says which (null otherwise). Undefined scores are null.
 
@@ -168,14 +152,17 @@ def build_ensemble(
     score["weights"] = {t: {n: float(weights[i, j]) for i, n in enumerate(names)} for j, t in enumerate(targets)}
     score["thresholds"] = tuned
     score.update(_in_sample_label(method, thresholds=thresholds))
+    # the OOF score leaves out a member without OOF rows: say which, so it is not read as theirs
+    score["unscored_members"] = unscored
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_prediction_table(out_dir / "oof.csv", oof_keys, oof_pred, targets)
     write_prediction_table(out_dir / "test.csv", test_keys, test_pred, targets)
-    _write_json(out_dir / "members.json", {"method": method, "params": params, "task": spec.name, "members": names,
-                                           "weights": score["weights"], "thresholds": tuned, "fit_rows": fit_rows})
-    _write_json(out_dir / "score.json", score)
+    write_json_atomic(out_dir / "members.json", {"method": method, "params": params, "task": spec.name,
+                                                 "members": names, "weights": score["weights"], "thresholds": tuned,
+                                                 "fit_rows": fit_rows})
+    write_json_atomic(out_dir / "score.json", score)
     log.info("ensemble %s of %s: OOF %s %.4f on %d rows%s", method, ", ".join(names), spec.metric,
              score["oof"]["mean"], score["oof"]["rows"], f" ({score['in_sample_note']})" if score["in_sample"] else "")
     return score

@@ -222,7 +222,9 @@ def build_feature_shard(
                 raise ValueError(f"{in_shard}: clip {clip_id}: backbone {name} produced non-finite values")
             mask = np.ones(len(features), bool)
             if timeline == "frames":
-                features, mask = align_to_frames(features, timestamps, frame_times.get(clip_id, np.zeros(0)))
+                # a row describing a window (ECAPA-TDNN) covers the frames within its half-width
+                features, mask = align_to_frames(features, timestamps, frame_times.get(clip_id, np.zeros(0)),
+                                                 max_gap_s=getattr(backbone, "frame_gap_s", None))
                 timestamps = frame_times.get(clip_id, np.zeros(0))
             if not mask.any() and not reason:
                 reason = "no rows"

@@ -59,6 +59,7 @@ class PlantedFixture:
     frame_labels: Path | None
     shards: dict[str, list[str]]
     test_shards: dict[str, list[str]]
+    test_truth: Path  # the test clips' planted labels (key columns, targets): never shuffled
 
     @property
     def truth(self) -> Path:
@@ -96,8 +97,10 @@ def write_planted(config: dict, root: str | Path, *, shuffle: bool = False, seed
     shard_files = _write_features(results, keys, rows, latents, carried, spec, rng, dim, noise, n_shards)
 
     if shuffle:  # permute labels (clip rows or whole tracks) across the labelled clips
-        ids = rows.loc[rows["split"] != "test", "id"].to_numpy()
-        labels = {**labels, **{int(i): labels[int(j)] for i, j in zip(ids, rng.permutation(ids), strict=True)}}
+        # one random cycle, so that no clip keeps its own labels: a few that did would teach the model
+        # the planted direction, and a correlation is blind to how weakly it was learned
+        order = rng.permutation(rows.loc[rows["split"] != "test", "id"].to_numpy())
+        labels = {**labels, **{int(i): labels[int(j)] for i, j in zip(order, np.roll(order, -1), strict=True)}}
     if spec.per_frame:
         rows["labels"] = _write_annotations(rows, labels, spec, root)
     else:
@@ -118,9 +121,28 @@ def write_planted(config: dict, root: str | Path, *, shuffle: bool = False, seed
         table.to_csv(frame_labels, index=False, float_format="%.6g", compression="gzip")
         if spec.binary:
             _check_au_positives(manifest_rows[~is_test], table, config, spec)
+    test_truth = results / "test_truth.csv"
+    _test_truth(rows, labels, spec).to_csv(test_truth, index=False, float_format="%.6g")
     return PlantedFixture(spec.name, results, manifest, test_manifest, frame_labels,
                           {key: files["labelled"] for key, files in shard_files.items()},
-                          {key: files["test"] for key, files in shard_files.items()})
+                          {key: files["test"] for key, files in shard_files.items()}, test_truth)
+
+
+def _test_truth(rows: pd.DataFrame, labels: dict, spec) -> pd.DataFrame:
+    """The planted labels of the test clips (one row per clip, or per valid frame from 1), which no
+    manifest holds: what a trained model's test predictions are scored against."""
+    test_ids = [int(i) for i in rows.loc[rows["split"] == "test", "id"]]
+    if not spec.per_frame:
+        return pd.DataFrame([[i, *labels[i]] for i in test_ids], columns=["id", *spec.targets])
+    parts = []
+    for i in test_ids:
+        y = labels[i]
+        valid = ~(y == spec.invalid).any(axis=1)
+        part = pd.DataFrame(y[valid], columns=list(spec.targets))
+        part.insert(0, "frame", np.flatnonzero(valid) + 1)
+        part.insert(0, "id", i)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _key_layout(features: dict) -> dict[str, tuple[str, str, str | None]]:

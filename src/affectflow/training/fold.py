@@ -25,7 +25,7 @@ from affectflow.config.runs import modality_backbones, run_backbones
 from affectflow.data import read_manifest
 from affectflow.data.folds import LABELLED_SPLITS, TEST_FOLD, TRAIN_ONLY, group_keys, make_folds
 from affectflow.models import takes_modality_dims
-from affectflow.runtime.atomic import write_text_atomic
+from affectflow.runtime.atomic import write_json_atomic, write_text_atomic
 from affectflow.runtime.device import pick_device
 from affectflow.scoring import score_arrays
 from affectflow.tasks import task_spec
@@ -187,7 +187,9 @@ def _validation_split(labelled: pd.DataFrame, fold: int, fit_ids: list[int], oof
     monitor = s.monitor_spec()
     groups = dict(zip(labelled["id"].astype(int), group_keys(labelled)))
     if monitor is None:
-        return *_holdout(fit_ids, s.val_fraction, s.seed, groups), {}
+        train_ids, val_ids = _holdout(fit_ids, s.val_fraction, s.seed, groups)
+        _check_training_left(fold, train_ids, val_ids, f"val_fraction {s.val_fraction}")
+        return train_ids, val_ids, {}
     if monitor.split == "inner":
         train_ids, val_ids = _holdout(fit_ids, monitor.fraction, s.seed, groups)
     elif monitor.split == "heldout":
@@ -206,14 +208,20 @@ def _validation_split(labelled: pd.DataFrame, fold: int, fit_ids: list[int], oof
             raise ValueError(f"fold {fold}: monitor.split official, but no labelled clip of the validation split "
                              f"(manifest split {OFFICIAL_VAL_SPLIT!r}) has features"
                              + (" and labelled frames" if tracks.per_frame else ""))
-    if len(train_ids) < 2:
-        raise ValueError(f"fold {fold}: monitor {monitor.describe()} holds out {len(val_ids)} clips and leaves "
-                         f"{len(train_ids)} to train on (at least 2 needed)")
+    _check_training_left(fold, train_ids, val_ids, f"monitor {monitor.describe()}")
     in_sample = bool(set(val_ids) & set(oof_ids))
     if in_sample:
         log.warning("fold %d: the monitored validation clips include out-of-fold clips: the kept epoch is chosen on "
                     "them, so this fold's OOF score is in-sample", fold)
     return train_ids, val_ids, {**monitor.describe(), "selection_in_sample": in_sample}
+
+
+def _check_training_left(fold: int, train_ids: list[int], val_ids: list[int], what: str) -> None:
+    """Refuse a validation set that leaves fewer than 2 clips to train on (whole groups can overshoot
+    the held-out share), naming what held them out."""
+    if len(train_ids) < 2:
+        raise ValueError(f"fold {fold}: {what} holds out {len(val_ids)} clips and leaves {len(train_ids)} to train "
+                         f"on (at least 2 needed)")
 
 
 def _labelled_folds(manifest: pd.DataFrame, settings: TrainSettings, k_folds: int) -> pd.DataFrame:
@@ -240,7 +248,8 @@ def _oof_counts(oof_ids: list[int], oof: pd.DataFrame, scored: pd.DataFrame) -> 
 def _holdout(ids: list[int], fraction: float, seed: int, groups: dict[int, tuple[str, str]]
              ) -> tuple[list[int], list[int]]:
     """(train, validation) ids: a seeded random ``fraction`` of ``ids`` held out to monitor, whole
-    ``groups`` at a time (groups in a seeded random order until the fraction is reached).
+    ``groups`` at a time (groups in a seeded random order until the fraction is reached, so a large
+    group can take the held-out share past ``fraction``).
 
     Where every clip is its own group the held-out clips are the very ones a clip-level draw
     gives (``permutation`` shuffles a list and its indices alike), so runs without groups keep
@@ -309,5 +318,5 @@ def _write_fold(out_dir: Path, oof: pd.DataFrame, model: torch.nn.Module, mean: 
     checkpoints.save(out_dir / "model.pt", {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                                             "mean": torch.from_numpy(mean), "std": torch.from_numpy(std)})
     write_text_atomic(out_dir / "config.json", json.dumps(config, indent=2))
-    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_json_atomic(out_dir / "metrics.json", metrics)  # an undefined score (no OOF row) as null
     (out_dir / "checkpoint.pt").unlink(missing_ok=True)

@@ -46,6 +46,11 @@ def _segment_examples(examples: list[Example], length: int, stride: int) -> list
     return out
 
 
+def _window(batch: list[Example], start: int, end: int) -> list[Example]:
+    """Steps ``start:end`` of each example (views; empty for an example that has ended)."""
+    return [Example(e.x[start:end], e.y[start:end], e.valid[start:end]) for e in batch]
+
+
 def collate(batch: list[Example], device: str, per_frame: bool):
     """One batch on ``device``: padded features, their step mask, targets and the valid-target mask
     (per frame: also False on padded steps)."""
@@ -118,23 +123,23 @@ class Trainer:
 
     def train_batch(self, batch: list[Example], where: str) -> tuple[float, int]:
         """One optimiser step (or one per segment window when carrying state); (loss sum, count)."""
-        x, mask, y, valid = collate(batch, self.device, self.per_frame)
         if not self.carry:
+            x, mask, y, valid = collate(batch, self.device, self.per_frame)
             pred, _ = self._forward(x, mask)
             loss = self.loss_fn(pred.float(), y, valid)
             self._step(loss, where)
             return loss.item() * len(batch), len(batch)
         # Truncated back-propagation through consecutive segments: the state crosses segment
-        # borders (detached), so the model sees the whole video's past.
+        # borders (detached), so the model sees the whole video's past. Each window is collated on
+        # its own, so a batch never pads whole tracks (a few-thousand-frame track at thousands of
+        # fused dimensions is a GiB a batch); a track that has ended pads its rows with mask False,
+        # as it did in the whole-track batch, so the steps are the same.
         length = self.settings.segment_length
         state, total, count = None, 0.0, 0
-        for start in range(0, x.shape[1], length):
-            m = mask[:, start : start + length]
-            alive = m.any(1)
-            if not alive.any():
-                break
-            pred, state = self._forward(x[:, start : start + length], m, state)
-            loss = self.loss_fn(pred.float(), y[:, start : start + length], valid[:, start : start + length])
+        for start in range(0, max(len(e.x) for e in batch), length):
+            x, m, y, valid = collate(_window(batch, start, start + length), self.device, self.per_frame)
+            pred, state = self._forward(x, m, state)
+            loss = self.loss_fn(pred.float(), y, valid)
             self._step(loss, where)
             state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
             total, count = total + loss.item(), count + 1
@@ -308,23 +313,29 @@ def predict(model: torch.nn.Module, xs: list[torch.Tensor], *, settings: TrainSe
     order = length_batches([len(x) for x in xs], settings.batch_size, shuffle=False)
     length = settings.segment_length if per_frame else 0
     for batch in order:
-        x, mask = pad([torch.as_tensor(xs[i]) for i in batch])
-        x, mask = x.to(device), mask.to(device)
+        seqs = [torch.as_tensor(xs[i]) for i in batch]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=settings.amp and str(device).startswith("cuda")):
-            if not length:
-                y = model(x, mask).float()
-            elif settings.carry_state:
-                pieces, state = [], None
-                for start in range(0, x.shape[1], length):
-                    piece, state = model(x[:, start : start + length], mask[:, start : start + length],
-                                         state=state, return_state=True)
-                    pieces.append(piece.float())
-                y = torch.cat(pieces, dim=1)
+            if length and settings.carry_state:
+                y = _carried(model, seqs, length, device)
             else:
-                y = _windowed(model, x, mask, length, settings.segment_stride or length)
+                x, mask = pad(seqs)
+                x, mask = x.to(device), mask.to(device)
+                y = model(x, mask).float() if not length else _windowed(model, x, mask, length,
+                                                                         settings.segment_stride or length)
         for row, i in enumerate(batch):
             out[i] = y[row, : len(xs[i])].cpu().numpy() if per_frame else y[row].cpu().numpy()
     return out
+
+
+def _carried(model, seqs: list[torch.Tensor], length: int, device: str) -> torch.Tensor:
+    """(B, T_max, K) predictions of a state-carrying model, window by window with the state carried;
+    each window collated on its own (never the whole tracks padded at once)."""
+    pieces, state = [], None
+    for start in range(0, max(len(s) for s in seqs), length):
+        x, mask = pad([s[start : start + length] for s in seqs])
+        piece, state = model(x.to(device), mask.to(device), state=state, return_state=True)
+        pieces.append(piece.float())
+    return torch.cat(pieces, dim=1)
 
 
 def _windowed(model, x, mask, length, stride):

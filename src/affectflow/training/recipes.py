@@ -12,14 +12,15 @@ from copy import deepcopy
 from types import MappingProxyType
 
 _PLATEAU_HALVE_10 = {"factor": 0.5, "patience": 10}  # 000, 001: halve after 10 stale epochs
-# Which validation set chooses the kept epoch (affectflow.training.monitor), as each paper says.
-# 000: trained on the official training split, "the learning rate is halved" when "the validation set
-# metric does not improve" and scored on the official validation split.
+# Which validation set chooses the kept epoch (affectflow.training.monitor).
+# 000 and 002 train on the official training split and report the validation split's score (000:
+# "if the validation set metric does not improve for 10 epochs, the learning rate is halved"; 002:
+# "early stopping", on what it does not say): they monitor that split's Pearson.
 _OFFICIAL_PEARSON = {"metric": "pearson", "split": "official"}
-# 001, 003, 004 cross-validate and choose on each fold's validation part (001: "when metric on the
-# validation set don't improve for 10 epochs, the learning rate will halved", "we freeze the
-# unimodal's model parameters with the highest rho"; 003, 004: "one fold is used for validation").
-# The out-of-fold score is then in-sample, as the papers' fold figures are; metrics.json says so.
+# 001, 003 and 004 cross-validate and report a score per fold, without naming the set that chooses
+# a fold's epoch (001: "when metric on the validation set don't improve for 10 epochs, the learning
+# rate will halved", "We freeze the unimodal's model parameters with the highest ρ"); our reading:
+# each fold's held-out part, which makes the out-of-fold score in-sample (metrics.json says so).
 _HELDOUT = {"split": "heldout"}  # the task's metric: pearson (ERI), ccc (VA), f1 (AU)
 # 001's per-branch temporal encoder: TCN (k=3, 5 layers) + temporal positions + Transformer (dim
 # 128). Shared by the fused recipe and the unimodal branch recipe so that a trained branch fits.
@@ -42,6 +43,11 @@ _DENG2023_TRAINING = {"task": "au", "loss": "bce", "optimizer": "adam", "lr": 1e
                       "segment_length": 128, "segment_stride": 128, "fold_scheme": "train5_val2", "monitor": _HELDOUT}
 _DENG2023_TRANSFORMER = {"dim": 256, "layers": 4, "heads": 4,  # widths and depth not stated
                          "per_frame": True, "sigmoid": True, "head_hidden": [256]}
+
+# 002's network and training, shared by its validation-split run and its train+val test model.
+_HALLMEN2024 = {"model": "audio_lstm_mean", "model_params": {"layers": 2, "dropout": 0.1, "sigmoid": False},
+                "loss": "mse", "optimizer": "adamw", "lr": 1e-4, "batch_size": 32, "max_steps": 599, "epochs": 30,
+                "scheduler": "cosine", "scheduler_params": {"warmup_epochs": 1}, "batching": "bucket"}
 
 RECIPES = MappingProxyType({
     # 000 Yu et al. 2024, EMI: TCN (k=3, 5 layers) -> Transformer (2 blocks, 4 heads, attention
@@ -91,6 +97,7 @@ RECIPES = MappingProxyType({
         "loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_size": 64, "max_steps": 32,
         "epochs": 100,  # not stated
         "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5",
+        "monitor": _HELDOUT,
     },
     # 002 Hallmen et al. 2024, EMI audio: Wav2Vec2 (1027-d) -> [mean ; last step of a 2-layer
     # LSTM, dropout 0.1] -> Linear-tanh-Linear; AdamW 1e-4, cosine with 1 warm-up epoch, 30 epochs,
@@ -98,24 +105,15 @@ RECIPES = MappingProxyType({
     # the official training split and chosen on the validation split, whose Pearson the paper
     # reports (Table 1, "Ours train (w/ Dropout)": .389).
     "hallmen2024_emi": {
-        "model": "audio_lstm_mean",
-        "model_params": {"layers": 2, "dropout": 0.1, "sigmoid": False},
-        "loss": "mse", "optimizer": "adamw", "lr": 1e-4, "batch_size": 32, "max_steps": 599, "epochs": 30,
-        "scheduler": "cosine", "scheduler_params": {"warmup_epochs": 1},
+        **_HALLMEN2024,
         "early_stopping": 5,  # patience not stated
-        "batching": "bucket", "fold_scheme": "official", "monitor": _OFFICIAL_PEARSON,
+        "fold_scheme": "official", "monitor": _OFFICIAL_PEARSON,
     },
     # 002's test model: "the highest scores are achieved by training the model on a combined dataset
     # of training and validation sets" (Table 1: .522 test, .554 with "longer Training"). No clip is
     # left to validate on and the paper gives neither when it stopped nor how much longer it trained:
     # it trains the stated 30 epochs.
-    "hallmen2024_emi_trainval": {
-        "model": "audio_lstm_mean",
-        "model_params": {"layers": 2, "dropout": 0.1, "sigmoid": False},
-        "loss": "mse", "optimizer": "adamw", "lr": 1e-4, "batch_size": 32, "max_steps": 599, "epochs": 30,
-        "scheduler": "cosine", "scheduler_params": {"warmup_epochs": 1},
-        "batching": "bucket", "fold_scheme": "mix",
-    },
+    "hallmen2024_emi_trainval": {**_HALLMEN2024, "fold_scheme": "mix"},
     # 003 Liu et al. 2023, VA per frame: Transformer (dim 1024, 4 layers, 4 heads, dropout 0.3),
     # head {512, 256} dropout 0.1, segments of 150, loss 1 - CCC summed over V and A, Adam, 30
     # epochs, 6 folds (train in 5 + val).
@@ -163,8 +161,9 @@ RECIPES = MappingProxyType({
         "model_params": dict(_DENG2023_TRANSFORMER),
         **_DENG2023_TRAINING,
     },
-    # 004's Dual Transformer, "one per modality": a Transformer encoder per features key, encodings
-    # concatenated (Table 5: ires100, ecapatdnn: .526).
+    # 004's Dual Transformer ("we use a dual transformer structure to process audio and visual
+    # separately"): a Transformer encoder per features key, encodings concatenated (Table 5:
+    # ires100, ecapatdnn: .526).
     "deng2023_au_dual": {
         "model": "dual_transformer",
         "model_params": {**_DENG2023_TRANSFORMER, "fusion_dim": 256},  # width not stated

@@ -68,9 +68,11 @@ class TrainSettings:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         monitor = self.monitor_spec()  # a bad monitor fails here, naming its key
-        if monitor is not None and monitor.split == "heldout" and self.fold_scheme == "mix":
-            raise ValueError("monitor.split heldout watches the fold's out-of-fold clips; fold_scheme mix trains on "
-                             "every labelled clip and leaves none: monitor split inner, or no monitor")
+        if monitor is not None and monitor.split != "inner" and self.fold_scheme == "mix":
+            # heldout would watch no clip; official would quietly hold the validation split out
+            raise ValueError(f"monitor.split {monitor.split}: fold_scheme mix trains on every labelled clip and "
+                             f"leaves none to validate on; monitor split inner, or no monitor (or fold_scheme "
+                             f"official to train on the training split)")
 
     def monitor_spec(self) -> Monitor | None:
         """The run's :class:`~affectflow.training.monitor.Monitor`; None without a ``monitor``."""

@@ -96,9 +96,10 @@ class EcapaTdnn(AudioBackbone):
     ``window_s`` 3.0: the recipe trains on 3 s crops (train_ecapa_tdnn.yaml, ``sentence_len``), and
     speaker embeddings of shorter segments are markedly noisier; ``hop_s`` 1.0 gives one row a
     second, enough for a property that changes slowly, at three forwards per second of audio.
-    On the frame timeline the first and last ~``window_s / 2 - hop_s`` seconds lie further than a
-    hop from any window centre and are masked. A clip shorter than a window gives one window over
-    the whole clip; one too short for the network's widest dilated convolution gives (0, dim).
+    On the frame timeline (:attr:`frame_gap_s`) a frame takes the window whose centre is nearest,
+    if within half a window (or a hop, if larger): every frame of the clip is covered, since the
+    first and last windows start and end with it. A clip shorter than a window gives one window
+    over the whole clip; one too short for the network's widest dilated convolution gives (0, dim).
     The architecture parameters must describe the checkpoint (the recipe's by default).
     """
 
@@ -143,6 +144,12 @@ class EcapaTdnn(AudioBackbone):
         min_frames = max(d * (k - 1) // 2 for k, d in zip(kernel_sizes, dilations)) + 1
         self.min_samples = (min_frames - 1) * FBANK_HOP
         self._loaded = None
+
+    @property
+    def frame_gap_s(self) -> float:
+        """How far (s) from a row's timestamp a video frame may lie and still take that row: half a
+        window, which the embedding describes (a hop if larger, so that no frame falls between rows)."""
+        return max(self.params["window_s"] / 2, self.params["hop_s"])
 
     def provenance(self) -> dict:
         """The sha256 of the embedding model (and of the embedding statistics, when used); package versions."""

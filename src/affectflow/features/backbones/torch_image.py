@@ -191,9 +191,10 @@ class LocalImageModel(TorchImageBackbone):
     """Any torchvision (``arch: densenet121``) or timm (``arch: timm/vit_base_patch16_224.mae``)
     image model from a local state_dict, classifier removed: the pooled features per valid frame.
 
-    Papers 003 and 004 use DenseNet, MobileNet and MAE features this way (IResNet100 is neither
-    a torchvision nor a timm architecture and is not covered). ``dim`` is known once the model is
-    built (the first time it is asked for).
+    The recipes of papers 003 and 004 read their DenseNet features this way (a MobileNet would be
+    read the same way; IResNet100 and a transformers MAE have backbones of their own,
+    ``iresnet100_512`` and ``mae_vit``). ``dim`` is known once the model is built (the first time it
+    is asked for).
     """
 
     def __init__(self, *, arch: str = "", weights: str = "", input_size: int = 224, mean=IMAGENET_MEAN,

@@ -83,8 +83,11 @@ def vggish_class():
                 channels = width
             self.features = nn.Sequential(*layers)
             flat = channels * (EXAMPLE_FRAMES // 16) * (N_MELS // 16)
+            # No activation after the last layer: Google's VGGish (vggish_slim.py, fc2 with
+            # activation_fn=None) has none, and its PCA was fitted on those values. torchvggish adds a
+            # ReLU there, which zeroes every negative value before the PCA; the weights are the same.
             self.embeddings = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(True), nn.Linear(hidden, hidden),
-                                            nn.ReLU(True), nn.Linear(hidden, EMBEDDING_SIZE), nn.ReLU(True))
+                                            nn.ReLU(True), nn.Linear(hidden, EMBEDDING_SIZE))
 
         def forward(self, x):
             """(N, 1, 96, 64) log mel examples -> (N, 128)."""
@@ -168,7 +171,7 @@ class VGGish128(AudioBackbone):
     embeddings and of torchvggish's default, so rows are integers 0..255 as float32; the PCA
     parameters come from ``pca`` (a manifest entry or file: torchvggish's .pth or the TensorFlow
     release's .npz) or, with ``pca: ""``, from the checkpoint's ``pproc.`` entries. Off: the
-    network's raw (ReLU) output.
+    network's raw output (the last layer has no activation, as in Google's model).
     """
 
     device = "auto"
