@@ -82,6 +82,16 @@ def _binarise(pred: np.ndarray, cut: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(pred), (pred >= cut).astype(float), np.nan)
 
 
+def _unscored_members(names: list[str], oofs, method: str, thresholds: bool) -> list[str]:
+    """The members without OOF rows (``fold_scheme: mix``); an error if the ensemble would fit on them."""
+    unscored = [n for n, oof in zip(names, oofs, strict=True) if oof.empty]
+    if unscored and (method != "mean" or thresholds):
+        raise EnsembleError(f"member(s) {unscored} have no out-of-fold rows (fold_scheme mix trains on every "
+                            f"labelled clip): only method mean without thresholds, which fits nothing on OOF "
+                            f"rows, can combine them (method {method!r}, thresholds {bool(thresholds)})")
+    return unscored
+
+
 def build_ensemble(
     members: Mapping[str, Sequence[str | os.PathLike]],
     truth: pd.DataFrame,
@@ -125,11 +135,7 @@ def build_ensemble(
     oofs, tests = zip(*(run_predictions(members[n], spec) for n in names), strict=True)
     oof_keys, oof_arr = align(oofs, keys, targets)
     test_keys, test_arr = align(tests, keys, targets)
-    unscored = [n for n, oof in zip(names, oofs, strict=True) if oof.empty]
-    if unscored and (method != "mean" or thresholds):
-        raise EnsembleError(f"member(s) {unscored} have no out-of-fold rows (fold_scheme mix trains on every "
-                            f"labelled clip): only method mean without thresholds, which fits nothing on OOF "
-                            f"rows, can combine them (method {method!r}, thresholds {bool(thresholds)})")
+    unscored = _unscored_members(names, oofs, method, thresholds)
     y = truth.set_index(keys)[targets].reindex(key_index(oof_keys, keys)).to_numpy(np.float64)
     if len(unscored) < len(names) and not np.isfinite(y).any():
         raise EnsembleError("no OOF row of any member has truth: do the members and the truth "
