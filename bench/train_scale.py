@@ -53,7 +53,7 @@ from affectflow.data.folds import assign_folds  # noqa: E402
 from affectflow.data.listing import shard_column  # noqa: E402
 from affectflow.h5store import ShardWriter  # noqa: E402
 from affectflow.tasks import task_spec  # noqa: E402
-from affectflow.testing.planted import FPS, INVALID_SHARE, _smooth, _write_annotations  # noqa: E402
+from affectflow.testing.planted import FPS, INVALID_SHARE, smooth_latent, write_annotations  # noqa: E402
 from affectflow.training.recipes import recipe  # noqa: E402
 
 RECIPE = "liu2023_va_gru"
@@ -114,12 +114,12 @@ def write_dataset(root: Path, frames: int, dims: list[int], seed: int, n_shards:
         "labels": "", "fps": FPS, "frames": lengths, "crops": ""})
     labels = {}
     for i, length in zip(rows["id"], lengths, strict=True):  # smooth VA in (-1, 1) with an invalid block
-        y = np.tanh(_smooth(rng.normal(0, 1, (length, len(spec.targets))))).astype(np.float32)
+        y = np.tanh(smooth_latent(rng.normal(0, 1, (length, len(spec.targets))))).astype(np.float32)
         invalid = int(INVALID_SHARE * length)
         start = int(rng.integers(0, length - invalid))
         y[start: start + invalid] = spec.invalid
         labels[int(i)] = y
-    rows["labels"] = _write_annotations(rows, labels, spec, root)
+    rows["labels"] = write_annotations(rows, labels, spec, root)
     rows["shard"] = shard_column(rows["id"], rows["split"], n_shards)
     results = root / "results"
     results.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from affectflow.h5store import ShardWriter
 from affectflow.tasks import task_spec
 from affectflow.training.settings import settings_from_run
 
-__all__ = ["PlantedFixture", "write_planted"]
+__all__ = ["PlantedFixture", "smooth_latent", "write_annotations", "write_planted"]
 
 SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}  # about the organisers' proportions (test a little large)
 CLIP_LATENT = 4  # latent size of the clip tasks and VA
@@ -102,7 +102,7 @@ def write_planted(config: dict, root: str | Path, *, shuffle: bool = False, seed
         order = rng.permutation(rows.loc[rows["split"] != "test", "id"].to_numpy())
         labels = {**labels, **{int(i): labels[int(j)] for i, j in zip(order, np.roll(order, -1), strict=True)}}
     if spec.per_frame:
-        rows["labels"] = _write_annotations(rows, labels, spec, root)
+        rows["labels"] = write_annotations(rows, labels, spec, root)
     else:
         for j, target in enumerate(spec.targets):
             rows[target] = [labels[int(i)][j] if s != "test" else np.nan for i, s in zip(rows["id"], rows["split"])]
@@ -200,7 +200,7 @@ def _tracks(spec, rng, n_videos, frames, root) -> tuple[pd.DataFrame, dict, dict
         video = f"{video_n + 1}-30-640x360"
         for name in ([f"{video}_left", f"{video}_right"] if video_n % 3 == 0 else [video]):
             i = track_id(name)
-            z = _smooth(rng.normal(0, 1, (frames, n_latent)))
+            z = smooth_latent(rng.normal(0, 1, (frames, n_latent)))
             latents[i] = z
             y = (z > AU_CUT).astype(np.float32) if spec.binary else np.tanh(0.9 * z @ mix.T).astype(np.float32)
             invalid = int(INVALID_SHARE * frames)
@@ -228,7 +228,7 @@ def _deal(rng, n: int) -> list[str]:
     return list(rng.permutation([s for s, c in counts.items() for _ in range(c)]))
 
 
-def _smooth(x: np.ndarray) -> np.ndarray:
+def smooth_latent(x: np.ndarray) -> np.ndarray:
     """Columns of ``x`` smoothed over time (Gaussian, sd :data:`SMOOTH_FRAMES`) and rescaled to unit sd."""
     half = int(3 * SMOOTH_FRAMES)
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / SMOOTH_FRAMES) ** 2)
@@ -280,7 +280,7 @@ def _projection(rng, dim: int, n: int) -> np.ndarray:
     return q * math.sqrt(dim / n)
 
 
-def _write_annotations(rows: pd.DataFrame, labels: dict, spec, root: Path) -> list[str]:
+def write_annotations(rows: pd.DataFrame, labels: dict, spec, root: Path) -> list[str]:
     """One Aff-Wild2 annotation file per labelled track (header, then a line per frame); the
     manifest's ``labels`` column ("" for test tracks)."""
     paths = []
