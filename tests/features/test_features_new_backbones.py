@@ -401,29 +401,3 @@ def test_a_speechbrain_checkpoint_directory_has_a_checksum_the_manifest_can_chec
     with pytest.raises(FileNotFoundError, match="speechbrain embedding_model.ckpt"):
         dir_sha256(copy)
 
-
-def test_ecapa_on_the_frame_timeline_covers_every_frame_of_a_clip(models, tmp_path):
-    from affectflow.features.stage import build_feature_shard
-    from affectflow.h5store import ShardWriter, iter_clips
-
-    media, faces = tmp_path / "media.h5", tmp_path / "faces.h5"
-    lengths = {"1": 2.5, "2": 1.2}  # 2 s windows every second: centres 1.0 and 1.5 s; one window over 1.2 s
-    with ShardWriter(media, file_attrs={"stage": "media", "sample_rate": SR}) as writer:
-        for clip_id, seconds in lengths.items():
-            writer.add_clip(clip_id, {"audio": speech_like(seconds)}, {"qc_status": "ok"})
-    with ShardWriter(faces, file_attrs={"stage": "faces", "fps": 30}) as writer:
-        for clip_id, seconds in lengths.items():
-            n = int(seconds * 30)
-            writer.add_clip(clip_id, {"crops": [b""] * n, "valid": np.zeros(n, bool), "timestamps": np.arange(n) / 30},
-                            {"qc_status": "ok"})
-    params = {"weights": str(models["ecapa"]), **tiny.TINY_ECAPA, "window_s": 2.0, "hop_s": 1.0}
-    out = tmp_path / "ecapa.h5"
-    build_feature_shard("ecapa_tdnn192", params, media, out, timeline="frames", frames_shard=faces, num_workers=0)
-    clips = {cid: arrays for cid, arrays, _ in iter_clips(out)}
-    for clip_id, seconds in lengths.items():
-        assert clips[clip_id]["mask"].all() and len(clips[clip_id]["mask"]) == int(seconds * 30), clip_id
-    # the first frames of the 2.5 s clip take the first window, the last ones the last window
-    rows = clips["1"]["features"]
-    raw, _ = ecapa(models, window_s=2.0, hop_s=1.0).extract(speech_like(2.5), SR)
-    np.testing.assert_allclose(rows[0], raw[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(rows[-1], raw[-1], rtol=1e-5, atol=1e-6)

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from test_features_new_backbones import SR, ecapa, models, speech_like  # noqa: F401  (models: a fixture)
 
 from affectflow.faces.crop import encode_jpeg
 from affectflow.features import create_backbone
@@ -105,3 +106,27 @@ def test_max_frames_reads_the_chosen_frames_only(resnet_ckpt, tmp_path):
         assert len(expected) == min(2, valid.sum())
         np.testing.assert_allclose(written[clip_id]["features"], expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(written[clip_id]["timestamps"], expected_times)
+
+
+def test_ecapa_on_the_frame_timeline_covers_every_frame_of_a_clip(models, tmp_path):  # noqa: F811 (the fixture)
+    media, faces = tmp_path / "media.h5", tmp_path / "faces.h5"
+    lengths = {"1": 2.5, "2": 1.2}  # 2 s windows every second: centres 1.0 and 1.5 s; one window over 1.2 s
+    with ShardWriter(media, file_attrs={"stage": "media", "sample_rate": SR}) as writer:
+        for clip_id, seconds in lengths.items():
+            writer.add_clip(clip_id, {"audio": speech_like(seconds)}, {"qc_status": "ok"})
+    with ShardWriter(faces, file_attrs={"stage": "faces", "fps": 30}) as writer:
+        for clip_id, seconds in lengths.items():
+            n = int(seconds * 30)
+            writer.add_clip(clip_id, {"crops": [b""] * n, "valid": np.zeros(n, bool), "timestamps": np.arange(n) / 30},
+                            {"qc_status": "ok"})
+    params = {"weights": str(models["ecapa"]), **tiny.TINY_ECAPA, "window_s": 2.0, "hop_s": 1.0}
+    out = tmp_path / "ecapa.h5"
+    build_feature_shard("ecapa_tdnn192", params, media, out, timeline="frames", frames_shard=faces, num_workers=0)
+    clips = {cid: arrays for cid, arrays, _ in iter_clips(out)}
+    for clip_id, seconds in lengths.items():
+        assert clips[clip_id]["mask"].all() and len(clips[clip_id]["mask"]) == int(seconds * 30), clip_id
+    # the first frames of the 2.5 s clip take the first window, the last ones the last window
+    rows = clips["1"]["features"]
+    raw, _ = ecapa(models, window_s=2.0, hop_s=1.0).extract(speech_like(2.5), SR)
+    np.testing.assert_allclose(rows[0], raw[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows[-1], raw[-1], rtol=1e-5, atol=1e-6)

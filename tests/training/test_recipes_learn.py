@@ -59,17 +59,17 @@ FIXTURE = {"emi": {"n_clips": 300}, "eri": {"n_clips": 200}, "va": {"frames": 18
 # Planted minus shuffled score that every scored run, every member's test predictions and the
 # ensemble (OOF and test) must reach (MARGIN), and the least planted score (PLANTED_FLOOR), per
 # metric. Measured on fixture seed 0 (planted / shuffled, OOF then [test]; labels shuffled along one
-# random cycle, so no clip keeps its own):
-#   emi_yu2024       visual .65 / .03 [.63 / .26], audio .62 / .12 [.65 / .19], ensemble .94 / .10 [.95 / .24]
-#   emi_hallmen2024  w2v2_lstm_mean .96 / .04; the train+val model [.96 / -.14] (no OOF rows)
+# random cycle, so no clip keeps its own; a shuffled run's test predictions are scored against the
+# test labels shuffled the same way, the null: against the true ones a random function of the
+# features correlates with them by chance, up to +-.4 on a few dozen clips):
+#   emi_yu2024       visual .65 / .03 [.63 / .01], audio .62 / .12 [.65 / .11], ensemble .94 / .10 [.95 / .09]
+#   emi_hallmen2024  w2v2_lstm_mean .96 / .04; the train+val model [.96 / .04] (no OOF rows)
 #   eri_yu2023       visual_branch .63 / -.04, audio_branch .62 / .03, av_modality_dropout = ensemble .93 / .04
-#                    [.95 / -.40]
-#   va_liu2023 (CCC) four runs .89-.96 / -.02-.03 [.92-.96 / -.13 to -.04], ensemble .97 / .04 [.97 / -.05]
-#   au_deng2023 (F1) three runs .53-.62 / .05-.11 [.61-.73 / .00-.01], ensemble .64 / .01 [.72 / .00]
-# The shuffled test scores spread widest (about +-.3 Pearson): a few dozen test clips, and a
-# correlation is blind to how weakly a direction was learned. Smallest margins: Pearson .37 (a
-# unimodal run's test score), CCC .78, F1 .43. (Over seeds 0-3, with a plain permutation, the OOF
-# margins were at least .50 Pearson, .80 CCC, .42 F1.)
+#                    [.95 / .13]
+#   va_liu2023 (CCC) four runs .89-.96 / -.02-.03 [.92-.96 / -.04-.00], ensemble .97 / .04 [.97 / -.03]
+#   au_deng2023 (F1) three runs .53-.62 / .05-.11 [.61-.73 / .00], ensemble .64 / .01 [.72 / .00]
+# Smallest margins: Pearson .50 (a unimodal run: it sees half the latent), CCC .87, F1 .48. (Over
+# seeds 0-3, with a plain permutation, the OOF margins were at least .50 Pearson, .80 CCC, .42 F1.)
 MARGIN = {"pearson": 0.3, "ccc": 0.4, "f1": 0.25}
 PLANTED_FLOOR = {"pearson": 0.4, "ccc": 0.6, "f1": 0.35}
 ENSEMBLE = "ensemble"  # the ensemble's entry among the scores

@@ -35,7 +35,8 @@ class ConfigError(ValueError):
 
 
 def check_names(config: Mapping) -> None:
-    """Raise ConfigError for an unknown detector, backbone, model, loss or ensemble member."""
+    """Raise ConfigError for an unknown detector, backbone, model, loss or ensemble member, or a
+    member without out-of-fold rows (``fold_scheme: mix``) in an ensemble that fits on them."""
     if "ground_truth" in config["dataset"] and config["dataset"]["task"] != "emi":
         raise ConfigError("dataset.ground_truth: the held-out score rule reads EMI labels (Filename + 6 emotions) "
                           f"only, not task {config['dataset']['task']!r}; remove the key")

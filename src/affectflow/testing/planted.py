@@ -122,6 +122,9 @@ def write_planted(config: dict, root: str | Path, *, shuffle: bool = False, seed
         if spec.binary:
             _check_au_positives(manifest_rows[~is_test], table, config, spec)
     test_truth = results / "test_truth.csv"
+    if shuffle:  # the test labels along a cycle of their own: the null a shuffled run is scored against
+        order = rng.permutation(rows.loc[rows["split"] == "test", "id"].to_numpy())
+        labels = {**labels, **{int(i): labels[int(j)] for i, j in zip(order, np.roll(order, -1), strict=True)}}
     _test_truth(rows, labels, spec).to_csv(test_truth, index=False, float_format="%.6g")
     return PlantedFixture(spec.name, results, manifest, test_manifest, frame_labels,
                           {key: files["labelled"] for key, files in shard_files.items()},

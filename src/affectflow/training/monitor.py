@@ -12,8 +12,9 @@ A run's ``monitor`` names a validation metric and a validation set, e.g.
   labelled clips of the organisers' validation split, manifest split ``val``: those in the fold's
   training part are held out from training; those in the fold's out-of-fold part are monitored
   too, which makes the out-of-fold score in-sample, and the fold's ``metrics.json`` says so) or
-  ``heldout`` (the fold's own out-of-fold clips, as the papers' cross-validations choose their
-  models: nothing more is held out from training, and the out-of-fold score is in-sample).
+  ``heldout`` (the fold's own out-of-fold clips: nothing more is held out from training, and the
+  out-of-fold score is in-sample; the recipes of papers 001, 003 and 004 use it, our reading of
+  cross-validations that do not say which set picks a fold's epoch).
 
 The plateau schedule, early stopping and the kept weights all follow the monitored value; with a
 monitor the best epoch's weights are always the ones kept. Torch-free: the settings check it at

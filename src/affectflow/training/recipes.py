@@ -94,10 +94,7 @@ RECIPES = MappingProxyType({
     "yu2023_eri_visual": {
         "model": "spatial_attention_resnet18",
         "model_params": {"spatial_layers": 4, "spatial_heads": 4, "dim": 128, "tcn_layers": 5},
-        "loss": "mse", "optimizer": "adam", "lr": 1e-4, "batch_size": 64, "max_steps": 32,
-        "epochs": 100,  # not stated
-        "scheduler": "plateau", "scheduler_params": _PLATEAU_HALVE_10, "fold_scheme": "trainval5",
-        "monitor": _HELDOUT,
+        **_YU2023_ERI_TRAINING,
     },
     # 002 Hallmen et al. 2024, EMI audio: Wav2Vec2 (1027-d) -> [mean ; last step of a 2-layer
     # LSTM, dropout 0.1] -> Linear-tanh-Linear; AdamW 1e-4, cosine with 1 warm-up epoch, 30 epochs,

@@ -67,8 +67,9 @@ def _mel_matrix() -> np.ndarray:
 
 @functools.cache
 def vggish_class():
-    """torchvggish's network: six 3x3 convolutions (``features``), three linear layers
-    (``embeddings``), each followed by a ReLU, as the port has it; widths are arguments so a tiny
+    """VGGish with torchvggish's parameter names: six 3x3 convolutions (``features``), three linear
+    layers (``embeddings``), the first two followed by a ReLU and none on the embedding (Google's
+    model; the port adds one); widths are arguments so a tiny
     model of the same class can be built (the released one: 64, 128, 256, 256, 512, 512 and 4096)."""
     import torch
     from torch import nn
