@@ -13,17 +13,26 @@ epoch_s is the fit's training epoch (``affectflow.training.loop._train_epoch``, 
 OOF prediction and the data loading are reported apart. One ``--dims`` entry trains the recipe's
 GRU without the fusion layer (a fusion model needs two modalities).
 
+Every size trains the same batch (``--batch-size``, default 4, which the smallest size fills; see
+:data:`BATCH_SIZE`): a job's memory is its model's and one batch's, so only then does the peak
+show how memory grows with the data. ``--legacy-src`` also trains each size with another
+checkout's affectflow (the in-memory loader from before issue 14) in the same run.
+
 Targets (issue 14): peak_rss_ratio (largest peak RssAnon over the smallest) < 1.2 over 10x the
-frames, and an epoch time per frame no worse than the baseline's (the issue's figures for the
-in-memory loader, or another ``--loader`` of the same run when the run settings have that key).
+frames, and an epoch time per frame no worse than the in-memory loader's: ``time_per_frame_vs_loader``
+gives each row's epoch time over the last loader's (``legacy`` with ``--legacy-src``) at the same
+size; ``time_per_frame_vs_baseline`` compares with the issue's figures (batch 32: only with
+``--batch-size 0``).
 Time it on a quiet machine: with other jobs on the cores, 2 OpenMP threads spin and an epoch takes
 many times longer (a 2-core box under a test run: 15x). The shards of 300k frames at 1024 + 768
 dims take 2.2 GB of disk (temporary, one size at a time, or kept in ``--workdir`` and reused by a
-later run with the same size, dims, seed and shards). RssFile includes the shared libraries
-(~0.4 GiB of torch and the rest) as well as mapped shards.
+later run with the same size, dims, seed and shards), and the memmap loader's store as much again
+in $TMPDIR while a fold runs. RssFile includes the shared libraries (~0.4 GiB of torch and the
+rest) as well as mapped shards and the store.
 
     python bench/train_scale.py [--sizes 30000,100000,300000] [--dims 1024,768] [--threads 2]
-                                [--loader NAME[,NAME...]] [--workdir DIR] [--quick]   # last line: JSON
+                                [--loader NAME[,NAME...]] [--legacy-src DIR] [--batch-size N]
+                                [--workdir DIR] [--quick]   # last line: JSON
 """
 
 from __future__ import annotations
@@ -45,7 +54,8 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+# --legacy-src: a fold process imports affectflow from another checkout (the loader before issue 14)
+sys.path.insert(0, os.environ.get("TRAIN_SCALE_SRC") or str(REPO / "src"))
 
 from affectflow.data import write_frame_labels, write_manifest  # noqa: E402
 from affectflow.data.affwild2 import track_id  # noqa: E402
@@ -67,6 +77,12 @@ N_SHARDS = 32  # config/recipes/va_liu2023.yaml
 SAMPLE_S = 0.02
 STATUS_FIELDS = ("RssAnon", "RssFile", "RssShmem", "VmRSS", "VmHWM")
 TARGET_RATIO = 1.2
+LEGACY = "legacy"  # the --legacy-src checkout's loader
+# The batch size of the bench's run. The memory of a train job is the model's and one batch's: to
+# measure how it grows with the data, every size must train the same batch. The smallest size
+# (30k frames: 8 tracks, 6 of them trained on in fold 0) fills batches of 4; the recipe's 32 would
+# fill only from ~45 tracks (~160k frames) on, so at the smaller sizes the batch itself would grow.
+BATCH_SIZE = 4
 GIB = 2**30
 # Issue 14's figures for today's (in-memory) loader: liu2023_va_gru, fold 0 of 6, one epoch, 2 CPU
 # threads; "peak" is the process's peak RSS (anonymous and file pages together).
@@ -147,8 +163,9 @@ def feature_keys(dims: list[int]) -> list[str]:
     return [*KEYS, *(f"audio{n}" for n in range(2, len(dims)))][: len(dims)]
 
 
-def bench_run(dims: list[int], loader: str | None) -> dict:
-    """The config run: the recipe for one epoch; one modality drops the fusion layer (see the docstring)."""
+def bench_run(dims: list[int], loader: str | None, batch_size: int | None = None) -> dict:
+    """The config run: the recipe for one epoch (with ``batch_size`` when given); one modality drops
+    the fusion layer (see the docstring). ``loader`` None or :data:`LEGACY`: no ``loader`` key."""
     keys = feature_keys(dims)
     if len(dims) > 1:
         run = {"recipe": RECIPE, "backbone": keys[0], "fuse_with": keys[1:], "epochs": 1}
@@ -158,22 +175,28 @@ def bench_run(dims: list[int], loader: str | None) -> dict:
         for key in ("fusion", "fusion_dim"):
             run["model_params"].pop(key)
         run.update(backbone=keys[0], epochs=1)
-    if loader is not None:
+    if loader not in (None, LEGACY):
         run["loader"] = loader
+    if batch_size:
+        run["batch_size"] = batch_size
     return run
 
 
-def loader_choices(requested: str | None) -> list[str | None]:
-    """The --loader values to run; None: the current path (the run settings have no ``loader`` key)."""
+def loader_choices(requested: str | None, legacy_src: Path | None) -> list[str | None]:
+    """The --loader values to run (None: the run's default, no ``loader`` key), then :data:`LEGACY`
+    with ``--legacy-src``."""
     from affectflow.training.settings import TrainSettings
 
     has_key = "loader" in {f.name for f in dataclasses.fields(TrainSettings)}
-    if not requested:
-        return [None]
-    if not has_key:
+    if requested and not has_key:
         raise SystemExit("--loader: TrainSettings has no 'loader' field, so only the current (in-memory) loader "
                          "exists; run without --loader")
-    return [name.strip() for name in requested.split(",") if name.strip()]
+    names = [name.strip() for name in requested.split(",") if name.strip()] if requested else [None]
+    if legacy_src is not None:
+        if not (legacy_src / "affectflow" / "training" / "fold.py").exists():
+            raise SystemExit(f"--legacy-src {legacy_src}: not the src/ folder of an affectflow checkout")
+        names.append(LEGACY)
+    return names
 
 
 # ---------------------------------------------------------------- one fold (child process)
@@ -273,12 +296,16 @@ def child(spec: dict) -> None:
 
 # ---------------------------------------------------------------- parent
 
-def run_size(frames: int, dims: list[int], loader: str | None, data: dict, root: Path, threads: int) -> dict:
+def run_size(frames: int, dims: list[int], loader: str | None, data: dict, root: Path, args) -> dict:
     """One fold in a fresh process; its figures in GiB and seconds."""
+    threads = args.threads
     out_dir = root / f"fold-{loader or 'default'}"
     shutil.rmtree(out_dir, ignore_errors=True)  # no resumable checkpoint of an earlier run
-    spec = {**data, "out_dir": str(out_dir), "run": bench_run(dims, loader), "threads": threads}
+    spec = {**data, "out_dir": str(out_dir), "run": bench_run(dims, loader, args.batch_size), "threads": threads}
     env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
+    env.pop("TRAIN_SCALE_SRC", None)
+    if loader == LEGACY:
+        env["TRAIN_SCALE_SRC"] = str(args.legacy_src.resolve())
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, text=True,
                           env=env)
     if proc.returncode != 0:
@@ -332,6 +359,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"sizes {','.join(map(str, QUICK_SIZES))} (smoke run)")
     parser.add_argument("--loader", default=None, help="run key 'loader' (comma-separated: each in turn), when "
                                                        "TrainSettings has that field")
+    parser.add_argument("--legacy-src", type=Path, default=None,
+                        help="also train each size with the affectflow of this src/ folder (a checkout from before "
+                             "the bounded-memory loader, e.g. git worktree add /tmp/legacy 1974846): loader 'legacy'")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help=f"the run's batch size (default {BATCH_SIZE}: every size fills its batches; 0: the "
+                             "recipe's 32, which the smaller sizes cannot fill)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the data here (default: a temporary dir)")
     parser.add_argument("--threads", type=int, default=2, help="torch (and BLAS/OpenMP) threads of the fold")
     parser.add_argument("--shards", type=int, default=N_SHARDS, help="labelled shards per features key")
@@ -343,7 +376,7 @@ def main() -> None:
         return
     sizes = list(QUICK_SIZES) if args.quick else [int(s) for s in args.sizes.split(",")]
     dims = [int(d) for d in args.dims.split(",")]
-    loaders = loader_choices(args.loader)
+    loaders = loader_choices(args.loader, args.legacy_src)
     temp = None if args.workdir else tempfile.TemporaryDirectory(prefix="train_scale-")
     base = args.workdir or Path(temp.name)
     rows = []
@@ -362,7 +395,7 @@ def main() -> None:
                 print(f"{frames} frames: wrote {data['tracks']} tracks ({data['val_tracks']} val), "
                       f"{len(data['shards'])} shards in {time.perf_counter() - start:.1f} s", flush=True)
             for loader in loaders:
-                row = run_size(frames, dims, loader, data, root, args.threads)
+                row = run_size(frames, dims, loader, data, root, args)
                 rows.append(row)
                 print(f"{frames} frames {'+'.join(map(str, dims))}-d loader {loader or 'current'}: "
                       f"peak RssAnon {row['peak_rss_anon_gib']:.2f} GiB, RssFile {row['peak_rss_file_gib']:.2f} GiB, "
@@ -379,7 +412,8 @@ def main() -> None:
     by_loader = {name: summary([r for r in rows if r["loader"] == loader]) for name, loader in zip(names, loaders)}
     first = by_loader[names[0]]
     result = {
-        "bench": "train_scale", "recipe": RECIPE, "fold": FOLD, "threads": args.threads, "sizes": rows,
+        "bench": "train_scale", "recipe": RECIPE, "fold": FOLD, "threads": args.threads,
+        "batch_size": args.batch_size or "recipe", "sizes": rows,
         "peak_rss_ratio": first["peak_rss_ratio"], "target_ratio": TARGET_RATIO,
         "loaders": names, "by_loader": by_loader, "baseline": BASELINE,
         "time_per_frame_vs_baseline": [against_baseline(r) for r in rows],

@@ -90,7 +90,8 @@ def test_rule_resources_count_one_shard_for_shard_rules_and_every_shard_for_trai
         assert resources[rule] == job_resources(rule, config["resources"][rule], clips=24)
     # training reads the labelled shards only
     assert resources["train"] == job_resources("train", config["resources"]["train"], clips=72)
-    assert resources["train"]["mem_mb"] == 2000 + 72  # the schema's base and 1 MB per clip
+    assert resources["train"]["mem_mb"] == 2000  # the schema's base: a train job's memory is flat in the clips
+    assert resources["train"]["runtime"] == 10 + 1  # its time is not: 10 min + 0.01 min per clip, rounded up
     config["resources"]["clips_per_shard"] = 5
     assert rule_resources(config)["train"] == job_resources("train", config["resources"]["train"], clips=15)
 

@@ -52,3 +52,15 @@ def test_clips_per_shard_estimate_counts_affwild2_annotation_tracks(tmp_path):
     (tmp_path / "Annotations" / "AU_Detection_Challenge" / "Train_Set" / "video0.txt").touch()
     assert estimate_clips_per_shard({"n_shards": 4, "root": str(tmp_path), "task": "va"}) == 3  # ceil(10 / 4)
     assert estimate_clips_per_shard({"n_shards": 4, "root": str(tmp_path), "task": "au"}) == 1
+
+
+def test_train_memory_does_not_grow_with_the_clips():
+    """A train job reads its features from a memory-mapped store: mem_mb follows the model and batch
+    (the configured value), runtime still the clips; a per-clip memory for train is refused."""
+    few, many = job_resources("train", None, clips=10), job_resources("train", None, clips=100_000)
+    assert few["mem_mb"] == many["mem_mb"] == 2000
+    assert many["runtime"] > few["runtime"]
+    assert job_resources("train", {"mem_mb": 8000}, clips=5000)["mem_mb"] == 8000
+    with pytest.raises(ValueError, match=r"resources.train.mem_mb_per_clip: .*memory-mapped"):
+        job_resources("train", {"mem_mb_per_clip": 100}, clips=10)
+    assert job_resources("features", None, clips=1000)["mem_mb"] > job_resources("features", None, clips=10)["mem_mb"]

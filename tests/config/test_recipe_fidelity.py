@@ -14,6 +14,7 @@ from affectflow.features.registry import create_backbone
 from affectflow.features.weights import load_manifest
 from affectflow.training.sequences import align_modalities
 from affectflow.training.settings import settings_from_run
+from affectflow.training.track_store import TrackIndex, TrackStore, as_tensor
 from affectflow.training.tracks import FoldTracks
 
 from conftest import REPO
@@ -93,9 +94,11 @@ def _covered_s(rows: np.ndarray, params: dict) -> float:
 
 def _model_rows(sequence: np.ndarray, settings) -> np.ndarray:
     """The rows a clip-task model reads of ``sequence`` (FoldTracks.model_input)."""
-    tracks = FoldTracks({1: sequence.astype(np.float32)}, {1: np.zeros(len(sequence))}, None, pd.DataFrame(),
-                        False, {1}, {1})
-    return tracks.model_input(1, settings).numpy()
+    times = {1: np.zeros(len(sequence))}
+    store = TrackStore(sequence.astype(np.float32), {1: (0, len(sequence))}, {}, {})
+    tracks = FoldTracks(TrackIndex(["f"], [sequence.shape[1]], [{}], times), times, None, pd.DataFrame(), False,
+                        {1}, {1}, stores=[store])
+    return as_tensor(tracks.model_input(1, settings)).numpy()
 
 
 @pytest.mark.parametrize("duration", [9.9, 12.0, 15.0])

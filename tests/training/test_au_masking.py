@@ -27,6 +27,7 @@ from affectflow.training import checkpoints
 from affectflow.training.fold import train_fold, train_fold_job
 from affectflow.training.predict import predict_fold, predict_fold_job
 from affectflow.training.settings import TrainSettings, settings_from_run
+from affectflow.training.track_store import as_tensor
 
 from conftest import REPO
 
@@ -302,7 +303,7 @@ def _spy_fit(monkeypatch):
 
 def _identify(example, raw, mean, std):
     """(track id, kind) of a training example: which raw feature array it was normalised from."""
-    x = example.x.numpy() * std + mean
+    x = as_tensor(example.x).numpy() * std + mean
     found = [(i, kind) for i, kinds in raw.items() for kind, arr in kinds.items()
              if arr.shape == x.shape and np.allclose(arr, x, atol=1e-3)]
     assert len(found) == 1, found
@@ -423,7 +424,7 @@ def test_fused_backbones_mask_only_the_visual_part(tmp_path, monkeypatch):
     by_visual = {}
     for e in examples:
         assert e.x.shape[1] == D + 3
-        x = e.x.numpy() * std + mean
+        x = as_tensor(e.x).numpy() * std + mean
         match = [(i, kind) for i, kinds in raw.items() for kind, arr in kinds.items()
                  if arr.shape == x[:, :D].shape and np.allclose(arr, x[:, :D], atol=1e-3)]
         assert len(match) == 1
@@ -431,8 +432,8 @@ def test_fused_backbones_mask_only_the_visual_part(tmp_path, monkeypatch):
     copies = [(i, kind) for i, kind in by_visual if kind != "orig"]
     assert len(copies) == sum(metrics["mask_copies"].values())
     for i, kind in copies:
-        original = by_visual[(i, "orig")].x.numpy()
-        copy_x = by_visual[(i, kind)].x.numpy()
+        original = as_tensor(by_visual[(i, "orig")].x).numpy()
+        copy_x = as_tensor(by_visual[(i, kind)].x).numpy()
         np.testing.assert_array_equal(copy_x[:, D:], original[:, D:])  # the audio part is the original's
         assert not np.allclose(copy_x[:, :D], original[:, :D])
     # test prediction reads the run's own backbones: masked copies, if given, are ignored

@@ -138,7 +138,7 @@ def test_training_neither_reads_nor_predicts_test_rows(clip_data, tmp_path, monk
 
     def spy(table, *args, **kwargs):
         tracks = real_load(table, *args, **kwargs)
-        loaded.append((set(table["id"]), set(tracks.sequences)))
+        loaded.append((set(table["id"]), tracks))
         return tracks
 
     monkeypatch.setattr(fold_module, "load_tracks", spy)
@@ -148,8 +148,8 @@ def test_training_neither_reads_nor_predicts_test_rows(clip_data, tmp_path, monk
     labelled = manifest[manifest["split"] != "test"]
     train_fold(labelled, shards, 1, tmp_path / "labelled", targets=EMI, k_folds=2, settings=settings)
     test_ids = set(manifest.loc[manifest["split"] == "test", "id"])
-    for listed, read in loaded:
-        assert not listed & test_ids and not read & test_ids
+    for listed, tracks in loaded:  # neither indexed nor read
+        assert not listed & test_ids and not set(tracks.times) & test_ids and not tracks.stored() & test_ids
     assert {p.name for p in (tmp_path / "all").iterdir()} == {"oof.csv", "model.pt", "config.json", "metrics.json"}
     for name in ("oof.csv", "config.json", "metrics.json"):
         assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "labelled" / name).read_bytes(), name

@@ -4,7 +4,10 @@ Jobs are per shard, so what a job needs grows with the clips in its shard: each 
 ``mem_mb`` and ``runtime`` (minutes) is ``base + per_clip * clips``, rounded up and capped by its
 ``max_*``. The shard rules (media, faces, features) count the clips of one shard; ``train``
 reads every labelled shard and counts ``n_shards`` shards' clips (:func:`rule_resources`, which
-the workflow's ``common.smk`` calls; ``predict_test`` is sized as ``train``). ``gpu`` is the
+the workflow's ``common.smk`` calls; ``predict_test`` is sized as ``train``). A train job's
+memory is the exception (:data:`FLAT_MEMORY`): it reads its features through a memory-mapped
+store (:mod:`affectflow.training.track_store`) and holds what its model and a batch need, so its
+``mem_mb`` is the configured value, whatever the clips; ``mem_mb_per_clip`` is refused there. ``gpu`` is the
 number of GPUs a job asks for (GPU rules default to 1; 0 sends the rule to CPU nodes). The rules
 take these as their ``threads`` and ``resources``, which a cluster profile turns into sbatch
 options and ``--cores`` / ``--resources gpu=N`` bound on one box.
@@ -23,12 +26,14 @@ from collections.abc import Mapping
 
 from affectflow.config.schema import section_defaults
 
-__all__ = ["READS_EVERY_SHARD", "RULES", "estimate_clips_per_shard", "job_resources", "rule_resources"]
+__all__ = ["FLAT_MEMORY", "READS_EVERY_SHARD", "RULES", "estimate_clips_per_shard", "job_resources", "rule_resources"]
 
 #: The rules whose requests scale with the clips a job handles (their defaults: the schema).
 RULES = ("media", "faces", "features", "train")
 #: The rules whose one job reads every shard (the others handle one shard each).
 READS_EVERY_SHARD = ("train",)
+#: The rules whose memory does not grow with their clips (the train job's features are memory-mapped).
+FLAT_MEMORY = ("train",)
 SCALED = ("cpus", "mem_mb", "runtime")
 KEYS = frozenset({"gpu", *SCALED, *(f"{k}_per_clip" for k in SCALED), *(f"max_{k}" for k in SCALED)})
 FALLBACK_CLIPS_PER_SHARD = 100
@@ -48,6 +53,10 @@ def job_resources(rule: str, settings: Mapping | None = None, *, clips: int) -> 
     unknown = sorted(set(settings) - KEYS)
     if unknown:
         raise ValueError(f"unknown resources.{rule} key(s) {unknown}; known: {sorted(KEYS)}")
+    if rule in FLAT_MEMORY and settings.get("mem_mb_per_clip"):
+        raise ValueError(f"resources.{rule}.mem_mb_per_clip: a {rule} job's memory does not grow with the clips (it "
+                         f"reads its features from a memory-mapped file in $TMPDIR); set resources.{rule}.mem_mb for "
+                         "its model and batch")
     # The schema's defaults for the rule, under the given keys (a validated config has them all).
     spec = {**section_defaults("resources", rule), **settings}
     out = {"gpu": int(spec["gpu"])}

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from affectflow.training.frames import frame_targets
-from affectflow.training.sequences import ShardPaths, load_timed
+from affectflow.training.sequences import ShardPaths
 from affectflow.training.settings import TrainSettings
+from affectflow.training.track_store import TrackView, index_tracks, store_tracks
+
+if TYPE_CHECKING:
+    from affectflow.training.tracks import FoldTracks
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +66,15 @@ def masked_layouts(shard_paths: dict[str, list[str]], grouped: Mapping[str, list
             for region, key in mask_augment.items()}
 
 
-def masked_copies(s: TrainSettings, masked_shards: dict[str, ShardPaths] | None,
-                  train_ids: list[int], dims: list[int] | None, width: int, by_id: pd.DataFrame, labels_of: dict,
-                  targets: list[str], *, mean: np.ndarray, std: np.ndarray
-                  ) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
-    """The masked copies of a fold's training tracks: (region, track id, features normalised with
-    ``mean`` and ``std``, labels) per kept copy; [] when ``s.mask_augment`` is empty.
+def masked_copies(s: TrainSettings, masked_shards: dict[str, ShardPaths] | None, train_ids: list[int],
+                  tracks: FoldTracks, targets: list[str], *, mean: np.ndarray, std: np.ndarray
+                  ) -> list[tuple[str, int, TrackView, np.ndarray]]:
+    """The masked copies of a fold's training tracks: (region, track id, features as a view
+    normalised with ``mean`` and ``std``, labels) per kept copy; [] when ``s.mask_augment`` is empty.
 
     ``masked_shards`` gives each region's shards laid out like the run's (see
-    :func:`masked_layouts`); ``labels_of`` holds each track's (frames, values) labels and ``by_id``
-    the manifest by id (for the frame rate).
+    :func:`masked_layouts`); ``tracks`` are the run's own (their fused widths, labels and frame
+    rates). Only the copies kept are read, into a store of their own (``s.loader``).
     """
     from affectflow.faces.masking import REGIONS
 
@@ -86,18 +89,19 @@ def masked_copies(s: TrainSettings, masked_shards: dict[str, ShardPaths] | None,
                          f"{sorted(layouts)}); the training job passes the masked copies' feature shards")
     copies = []
     for region in (r for r in REGIONS if r in s.mask_augment):
-        sequences, times, masked_dims = load_timed(layouts[region])
-        if masked_dims != dims:
-            raise ValueError(f"mask_augment.{region}: feature widths {masked_dims} differ from the run's {dims}")
+        index = index_tracks(layouts[region], [i for i in train_ids if i in tracks.labels_of])
+        masked_dims = index.dims if len(index.dims) > 1 else None
+        if index.times and (masked_dims != tracks.dims or index.width != tracks.index.width):
+            raise ValueError(f"mask_augment.{region}: feature widths {masked_dims or index.width} differ from the "
+                             f"run's {tracks.dims or tracks.index.width}")
+        kept = {}
         for i in train_ids:
-            x = sequences.get(i)
-            if x is None or not len(x) or i not in labels_of:
+            if i not in index.times or not index.steps(i) or i not in tracks.labels_of:
                 continue
-            if x.shape[1] != width:
-                raise ValueError(f"mask_augment.{region}: track {i} has {x.shape[1]} features, the run {width}")
-            y = mask_copy_labels(frame_targets(times[i], float(by_id.at[i, "fps"]), *labels_of[i]), targets, region)
+            y = mask_copy_labels(frame_targets(index.times[i], tracks.fps(i), *tracks.labels_of[i]), targets, region)
             if y is not None:
-                copies.append((region, i, ((x - mean) / std).astype(np.float32, copy=False), y))
-        log.info("mask_augment.%s: %d of %d training tracks copied", region,
-                 sum(c[0] == region for c in copies), len(train_ids))
+                kept[i] = y
+        store = store_tracks(index, list(kept), loader=s.loader)
+        copies += [(region, i, store.view(i, mean, std), y) for i, y in kept.items()]
+        log.info("mask_augment.%s: %d of %d training tracks copied", region, len(kept), len(train_ids))
     return copies

@@ -56,11 +56,17 @@ def pad(seqs: list[torch.Tensor], *, value: float = 0.0) -> tuple[torch.Tensor, 
     return out, mask
 
 
+def subsample_rows(n: int, steps: int) -> slice | np.ndarray:
+    """The rows of an ``n``-step clip a model reads: at most ``steps`` spread uniformly over it
+    (a shorter clip whole: ``slice(None)``)."""
+    if n <= steps:
+        return slice(None)
+    return np.linspace(0, n - 1, steps).round().astype(int)
+
+
 def subsample(seq: np.ndarray, steps: int) -> np.ndarray:
     """At most ``steps`` rows spread uniformly over the clip (shorter clips are kept whole)."""
-    if len(seq) <= steps:
-        return seq
-    return seq[np.linspace(0, len(seq) - 1, steps).round().astype(int)]
+    return seq[subsample_rows(len(seq), steps)]
 
 
 def segments(n: int, length: int, stride: int | None = None) -> list[tuple[int, int]]:

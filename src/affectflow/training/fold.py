@@ -34,7 +34,7 @@ from affectflow.training.augment import masked_copies, masked_layouts
 from affectflow.training.branch_init import with_branch_checkpoints
 from affectflow.training.loop import fit
 from affectflow.training.monitor import OFFICIAL_VAL_SPLIT, task_metric
-from affectflow.training.sequences import Example, ShardPaths, mean_std, shards_by_backbone
+from affectflow.training.sequences import Example, ShardPaths, shards_by_backbone
 from affectflow.training.settings import FRAME_TASKS, TrainSettings, recorded_settings, settings_from_run
 from affectflow.training.tracks import FoldTracks, Predictor, load_tracks, write_table
 
@@ -85,7 +85,8 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     metric = metric or task_metric(settings.task)
     out_dir = Path(out_dir)
     manifest = _labelled_folds(manifest, settings, k_folds)
-    tracks = load_tracks(manifest, shard_paths, targets, per_frame=per_frame, frame_labels=frame_labels)
+    tracks = load_tracks(manifest, shard_paths, targets, per_frame=per_frame, frame_labels=frame_labels,
+                         loader=settings.loader)
     settings = _with_modality_dims(settings, tracks.dims)  # what config.json records (the run's seed)
     labelled = manifest[manifest["fold"] != TEST_FOLD]
     fit_ids = _fit_ids(labelled, fold, tracks)
@@ -93,12 +94,12 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     oof_ids = [int(i) for i in labelled.loc[labelled["fold"] == fold, "id"]] if fold >= 0 else []
     train_ids, val_ids, monitored = _validation_split(labelled, fold, fit_ids, oof_ids, tracks, s)
 
-    mean, std = mean_std([tracks.sequences[i] for i in train_ids])
-    copies = masked_copies(s, masked_shards, train_ids, tracks.dims, len(mean), tracks.by_id,
-                           tracks.labels_of, targets, mean=mean, std=std)
+    tracks.load(train_ids + val_ids)  # the tracks fitting reads; the out-of-fold ones when predicted
+    mean, std = tracks.mean_std(train_ids)
+    copies = masked_copies(s, masked_shards, train_ids, tracks, targets, mean=mean, std=std)
     tracks.normalise(mean, std)
     device = pick_device(s.device)
-    train_examples = _examples(tracks, train_ids, targets, s) + [Example.make(torch.from_numpy(x), y, task=s.task)
+    train_examples = _examples(tracks, train_ids, targets, s) + [Example.make(x, y, task=s.task)
                                                                  for _, _, x, y in copies]
     fingerprint = _fingerprint(fold, train_ids, val_ids, targets, copies)
     model, history = fit(s, train_examples, val=_examples(tracks, val_ids, targets, s) or None,

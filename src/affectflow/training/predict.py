@@ -29,7 +29,7 @@ from affectflow.tasks import task_spec
 from affectflow.training import checkpoints
 from affectflow.training.branch_init import BRANCH_PARAMS
 from affectflow.training.sequences import ShardPaths, shards_by_backbone
-from affectflow.training.settings import FRAME_TASKS, TrainSettings
+from affectflow.training.settings import FRAME_TASKS, TrainSettings, settings_from_run
 from affectflow.training.tracks import Predictor, load_tracks, write_table
 
 __all__ = ["load_fold_model", "predict_fold", "predict_fold_job", "settings_from_config"]
@@ -105,7 +105,8 @@ def load_fold_model(model_pt: str | os.PathLike, config_json: str | os.PathLike,
 
 
 def predict_fold(model_pt: str | os.PathLike, config_json: str | os.PathLike, clips: pd.DataFrame,
-                 shard_paths: ShardPaths, out_csv: str | os.PathLike, *, device: str | None = None) -> pd.DataFrame:
+                 shard_paths: ShardPaths, out_csv: str | os.PathLike, *, device: str | None = None,
+                 loader: str = "memmap") -> pd.DataFrame:
     """Predict ``clips`` (the test manifest's rows) with a trained fold; write and return the table.
 
     Features come from ``shard_paths`` (one backbone's shards, or {backbone: shards} to fuse, as
@@ -115,13 +116,14 @@ def predict_fold(model_pt: str | os.PathLike, config_json: str | os.PathLike, cl
     track (id, frame, targets), each from the feature step that shows the frame (else the nearest;
     without ``frames``, up to the frame the last step shows). A clip without features (no face, no
     audio, no frame rate) gets NaN. ``out_csv`` is written atomically; an empty ``clips`` gives a
-    header-only table.
+    header-only table. ``loader`` says where the features read are kept (see
+    :mod:`affectflow.training.track_store`).
     """
     model, settings, mean, std, targets = load_fold_model(model_pt, config_json, device)
     device = device or pick_device(settings.device)  # the one load_fold_model chose
     per_frame = settings.task in FRAME_TASKS
     _check_backbones(shard_paths, config_json)
-    tracks = load_tracks(clips, shard_paths, targets, per_frame=per_frame)
+    tracks = load_tracks(clips, shard_paths, targets, per_frame=per_frame, loader=loader)
     widths = tracks.widths()
     if widths - {len(mean)}:
         groups = shard_paths.values() if isinstance(shard_paths, dict) else [shard_paths]
@@ -162,4 +164,4 @@ def predict_fold_job(model_pt: str | os.PathLike, config_json: str | os.PathLike
     shard_paths: ShardPaths = []
     if len(clips):
         shard_paths = shards_by_backbone(list(feature_shards), modality_backbones(run))
-    return predict_fold(model_pt, config_json, clips, shard_paths, out_csv)
+    return predict_fold(model_pt, config_json, clips, shard_paths, out_csv, loader=settings_from_run(run).loader)

@@ -1,5 +1,9 @@
 """Training sequences: a backbone's cached features read by clip id, several backbones aligned on
-one timeline, their normalisation statistics, and :class:`Example` (one sequence with its labels)."""
+one timeline, and :class:`Example` (one sequence with its labels).
+
+A train or predict job reads its features through :mod:`affectflow.training.track_store`, one
+track at a time; :func:`load_features` reads a whole shard list into memory (benchmarks, tests).
+"""
 
 from __future__ import annotations
 
@@ -53,37 +57,6 @@ def align_modalities(parts: list[tuple[np.ndarray, np.ndarray]], dims: list[int]
     return np.concatenate(columns, axis=1).astype(np.float32)
 
 
-def _fuse_loaded(names: list[str], loaded: list[dict]
-                 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], list[int]]:
-    """Align already loaded per-backbone ``{id: (features, times)}`` (consumed: each clip's
-    originals are dropped once aligned, so the peak stays near one copy of the features)."""
-    dims = []
-    for name, clips in zip(names, loaded, strict=True):
-        widths = {f.shape[1] for f, _ in clips.values() if f.ndim == 2}
-        if len(widths) != 1:
-            raise ValueError(f"backbone {name!r}: feature widths {sorted(widths)} (need exactly one)")
-        dims.append(widths.pop())
-    empty = (np.zeros((0, 1), np.float32), np.zeros(0))
-    sequences, times = {}, {}
-    for i in sorted(set().union(*loaded)):
-        parts = [clips.pop(i, empty) for clips in loaded]
-        timeline = next((t for f, t in parts if len(f)), None)
-        sequences[i] = align_modalities(parts, dims)
-        times[i] = np.zeros(0) if timeline is None else timeline
-    return sequences, times, dims
-
-
-def load_timed(shard_paths: ShardPaths) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], list[int] | None]:
-    """Features by clip id, their timestamps (s), and each backbone's width when two or more are fused
-    (on the first non-empty backbone's timeline, see :func:`align_modalities`). Each shard is read
-    once."""
-    if isinstance(shard_paths, dict) and len(shard_paths) > 1:
-        return _fuse_loaded(list(shard_paths), [load_features(p, with_times=True) for p in shard_paths.values()])
-    paths = next(iter(shard_paths.values())) if isinstance(shard_paths, dict) else shard_paths
-    timed = load_features(paths, with_times=True)
-    return {i: f for i, (f, _) in timed.items()}, {i: t for i, (_, t) in timed.items()}, None
-
-
 def shards_by_backbone(paths: list[str | os.PathLike], backbones: list[str]) -> dict[str, list[str]]:
     """Group ``.../features/<backbone>/shard-*.h5`` paths by backbone, in the order of ``backbones``."""
     grouped = {b: [str(p) for p in paths if Path(p).parent.name == b] for b in backbones}
@@ -93,24 +66,12 @@ def shards_by_backbone(paths: list[str | os.PathLike], backbones: list[str]) -> 
     return grouped
 
 
-def mean_std(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation (+1e-6) over the steps of ``arrays``, from running
-    float64 sums rather than one concatenated copy of them all."""
-    total = np.zeros(arrays[0].shape[1], np.float64)
-    squares = np.zeros_like(total)
-    count = 0
-    for x in arrays:
-        total += x.sum(0, dtype=np.float64)
-        squares += np.square(x, dtype=np.float64).sum(0)
-        count += len(x)
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-6
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
 @dataclass
 class Example:
-    """One training sequence: features (T, D), targets (K,) or (T, K), and which targets are valid."""
+    """One training sequence: features (T, D), targets (K,) or (T, K), and which targets are valid.
+
+    ``x`` is a tensor, or a :class:`~affectflow.training.track_store.TrackView` (any object with
+    ``len``, slicing and ``read()``) whose rows are read when a batch needs them."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -118,7 +79,8 @@ class Example:
 
     @classmethod
     def make(cls, x, y, *, task: str = "clip") -> Example:
-        """From arrays; invalid labels (NaN, -5 VA, -1 AU) are masked out."""
-        x = torch.as_tensor(np.asarray(x, np.float32))
+        """From arrays (or a track view, kept as it is); invalid labels (NaN, -5 VA, -1 AU) are masked out."""
+        if not hasattr(x, "read"):
+            x = torch.as_tensor(np.asarray(x, np.float32))
         y = torch.as_tensor(np.asarray(y, np.float32))
         return cls(x, y, label_mask(y, task))

@@ -20,6 +20,12 @@ CLIP_TASKS = (GENERIC_CLIP_TASK, *(name for name, spec in TASKS.items() if not s
 FRAME_TASKS = tuple(name for name, spec in TASKS.items() if spec.per_frame)
 #: Keys of a config run that say what the run reads (its features, its branches), not how it trains.
 NON_TRAINING_KEYS = ("backbone", "fuse_with", *BRANCH_KEYS)
+#: Where a job keeps the feature tracks it reads (affectflow.training.track_store): a memory-mapped
+#: temporary file in $TMPDIR (the default: private memory bounded by the batch), or RAM.
+LOADERS = ("memmap", "memory")
+#: Settings that change how a job runs, never what it computes: not recorded (config.json, the
+#: resume checkpoint's key), so changing one neither invalidates a checkpoint nor looks like a new model.
+EXECUTION_KEYS = ("loader",)
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,14 @@ class TrainSettings:
     # the plateau schedule, early stopping and the kept weights (see affectflow.training.monitor);
     # empty: the held-out loss of val_fraction, else the training loss, as before
     monitor: dict = field(default_factory=dict)
+    loader: str = "memmap"  # one of LOADERS; the same results either way
 
     def __post_init__(self) -> None:
         if self.task not in CLIP_TASKS + FRAME_TASKS:
             raise ValueError(f"task {self.task!r}; known: {', '.join(CLIP_TASKS + FRAME_TASKS)}")
         _check_mask_augment(self.mask_augment)
+        if self.loader not in LOADERS:
+            raise ValueError(f"loader {self.loader!r}; known: {', '.join(LOADERS)}")
         if self.batching not in ("bucket", "random"):
             raise ValueError(f"batching {self.batching!r}; known: bucket, random")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -108,8 +117,11 @@ def settings_from_run(run: dict, *, seed: int | None = None) -> TrainSettings:
 def recorded_settings(settings: TrainSettings) -> dict:
     """The settings as a fold records them (``config.json``, the resume checkpoint's key). An empty
     ``monitor`` (the default) is left out: a run without one writes the very ``config.json``, and
-    resumes from the very checkpoints, it did before runs could monitor a metric."""
+    resumes from the very checkpoints, it did before runs could monitor a metric; so are
+    :data:`EXECUTION_KEYS`, which never change the results."""
     recorded = dataclasses.asdict(settings)
+    for key in EXECUTION_KEYS:
+        del recorded[key]
     if not recorded["monitor"]:
         del recorded["monitor"]
     return recorded

@@ -18,11 +18,12 @@ import pandas as pd
 import torch
 
 from affectflow.runtime.atomic import atomic_path
-from affectflow.training.batching import subsample
+from affectflow.training.batching import subsample_rows
 from affectflow.training.frames import frame_targets, frames_at_steps, steps_for_frames
 from affectflow.training.loop import predict
-from affectflow.training.sequences import ShardPaths, load_timed
+from affectflow.training.sequences import ShardPaths
 from affectflow.training.settings import TrainSettings
+from affectflow.training.track_store import TrackIndex, TrackStore, TrackView, fold_mean_std, index_tracks, store_tracks
 
 __all__ = ["FoldTracks", "Predictor", "load_tracks", "write_table"]
 
@@ -34,10 +35,16 @@ FLOAT_FORMAT = "%.6f"
 
 @dataclass
 class FoldTracks:
-    """The tracks a fold job reads: features by id (normalised in place by :meth:`normalise`), their
-    timestamps (s), the fused backbones' widths, the manifest by id, and for per-frame tasks the labels."""
+    """The tracks a fold job reads: their index (where each one's features are; see
+    :mod:`affectflow.training.track_store`), the stores of the tracks read so far, their timestamps
+    (s), the fused backbones' widths, the manifest by id, and for per-frame tasks the labels.
 
-    sequences: dict[int, np.ndarray]
+    Features are read only for the tracks a step asks for (:meth:`load`, which :class:`Predictor`
+    calls too); :meth:`model_input` gives a track's rows as a view that a batch reads, normalised
+    with the statistics of :meth:`normalise`.
+    """
+
+    index: TrackIndex
     times: dict[int, np.ndarray]
     dims: list[int] | None  # each fused backbone's width; None for one backbone
     by_id: pd.DataFrame
@@ -48,34 +55,55 @@ class FoldTracks:
     labels_of: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # per frame: (T, K) labels of each usable labelled track's steps
     step_labels: dict[int, np.ndarray] = field(default_factory=dict)
+    loader: str = "memmap"
+    stores: list[TrackStore] = field(default_factory=list)
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
 
     def fps(self, i: int) -> float:
         """Track ``i``'s video frame rate."""
         return float(self.by_id.at[i, "fps"])
 
-    def normalise(self, mean: np.ndarray, std: np.ndarray) -> None:
-        """Normalise every usable track's features, in place."""
-        # track by track: at Aff-Wild2's scale (millions of steps, thousands of fused dimensions) a
-        # second, normalised copy of every track would double the job's memory
-        for i in self.usable:
-            self.sequences[i] = ((self.sequences[i] - mean) / std).astype(np.float32, copy=False)
+    def load(self, ids) -> None:
+        """Read the usable tracks of ``ids`` that no store holds yet into a new store."""
+        missing = [i for i in ids if i in self.usable and self._store_of(i) is None]
+        if missing:
+            self.stores.append(store_tracks(self.index, missing, loader=self.loader))
 
-    def model_input(self, i: int, settings: TrainSettings) -> torch.Tensor:
-        """Track ``i``'s features as the model reads them."""
-        x = self.sequences[i]
+    def stored(self) -> set[int]:
+        """The ids whose features have been read."""
+        return {i for store in self.stores for i in store.rows}
+
+    def mean_std(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The feature mean and standard deviation over the steps of ``ids`` (read first if need be)."""
+        self.load(ids)
+        return fold_mean_std(self.stores, ids)
+
+    def normalise(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Normalise every track with ``mean`` and ``std`` from now on, as its rows are read."""
+        self.mean, self.std = mean, std
+
+    def model_input(self, i: int, settings: TrainSettings) -> TrackView:
+        """Track ``i``'s features as the model reads them (read into a store first if need be)."""
+        self.load([i])
+        x = self._store_of(i).view(i, self.mean, self.std)
         # clip tasks subsample long clips to max_steps; per-frame tasks keep every step (segments
         # bound the length instead) because every frame needs its own prediction
-        return torch.from_numpy(x if self.per_frame else np.ascontiguousarray(subsample(x, settings.max_steps)))
+        return x if self.per_frame else x[subsample_rows(len(x), settings.max_steps)]
 
     def widths(self) -> set[int]:
-        """The feature widths of the usable tracks (one value when the shards agree)."""
-        return {int(self.sequences[i].shape[1]) for i in self.usable}
+        """The feature widths of the usable tracks (one value, the index's, when there are any)."""
+        return {self.index.width} if self.usable else set()
+
+    def _store_of(self, i: int) -> TrackStore | None:
+        return next((store for store in self.stores if i in store.rows), None)
 
 
 def load_tracks(manifest: pd.DataFrame, shard_paths: ShardPaths, targets: list[str], *, per_frame: bool,
-                frame_labels: pd.DataFrame | None = None) -> FoldTracks:
-    """The tracks of ``manifest``'s clips read from ``shard_paths``; with ``frame_labels`` (per-frame
-    training) their labels put on the feature steps.
+                frame_labels: pd.DataFrame | None = None, loader: str = "memmap") -> FoldTracks:
+    """The tracks of ``manifest``'s clips in ``shard_paths``, indexed (no features read: see
+    :meth:`FoldTracks.load`); with ``frame_labels`` (per-frame training) their labels put on the
+    feature steps. ``loader`` says where read features are kept (:data:`~affectflow.training.settings.LOADERS`).
 
     Clips of the shards that the manifest does not list are dropped (a shard may hold clips another
     job predicts). An empty manifest reads no shard. Per-frame tasks (``per_frame``) need the
@@ -83,13 +111,12 @@ def load_tracks(manifest: pd.DataFrame, shard_paths: ShardPaths, targets: list[s
     """
     by_id = manifest.set_index("id")
     if by_id.empty:
-        return FoldTracks({}, {}, None, by_id, per_frame, set(), set())
-    sequences, times, dims = load_timed(shard_paths)
-    listed = set(by_id.index)
-    sequences = {i: seq for i, seq in sequences.items() if i in listed}
-    times = {i: t for i, t in times.items() if i in listed}
-    usable = {i for i, seq in sequences.items() if len(seq) > 0}
-    tracks = FoldTracks(sequences, times, dims, by_id, per_frame, usable, usable)
+        return FoldTracks(TrackIndex([], [], []), {}, None, by_id, per_frame, set(), set(), loader=loader)
+    index = index_tracks(shard_paths, by_id.index)
+    times = index.times
+    usable = {i for i in times if index.steps(i) > 0}
+    dims = index.dims if isinstance(shard_paths, dict) and len(shard_paths) > 1 else None
+    tracks = FoldTracks(index, times, dims, by_id, per_frame, usable, usable, loader=loader)
     if not per_frame:
         return tracks
     # a track whose frame rate could not be probed cannot be put on the frame timeline
@@ -118,6 +145,7 @@ class Predictor:
         self.model, self.tracks, self.targets, self.settings, self.device = model, tracks, targets, s, device
 
     def _predict(self, ids: list[int]) -> list[np.ndarray]:
+        self.tracks.load(ids)  # one store for the tracks predicted here (test, out-of-fold)
         xs = [self.tracks.model_input(i, self.settings) for i in ids]
         return predict(self.model, xs, settings=self.settings, device=self.device)
 
