@@ -62,7 +62,7 @@ def test_the_store_holds_the_shards_features(two_backbones, loader, tmp_path, mo
     assert sorted(store.rows) == [1, 2, 4, 5, 6]  # clip 3 has no steps: nothing stored
     for i in store.rows:
         np.testing.assert_array_equal(as_tensor(store.view(i)).numpy(), alone[i])
-        np.testing.assert_array_equal(store.sums[i], alone[i].astype(np.float64).sum(0))
+        np.testing.assert_array_equal(store.track(i), alone[i])
     # fused: the first backbone's timeline (the second's where the first has no steps), nearest step
     fused = index_tracks({"vis": shards["vis"], "aud": shards["aud"]}, listed)
     assert fused.dims == [4, 3]
@@ -116,12 +116,21 @@ def test_a_full_disk_fails_naming_the_directory_and_the_way_out(two_backbones, m
     assert store_tracks(index, [1, 2], loader="memory").rows  # RAM needs no disk
 
 
-def test_mixed_widths_of_one_fused_backbone_are_refused(tmp_path):
+def test_bad_shards_are_refused_naming_what_is_wrong(tmp_path):
     vis = [_shard(tmp_path, "vis", {1: (np.zeros((3, 4), np.float32), np.arange(3.0))}, "shard-0.h5"),
            _shard(tmp_path, "vis", {2: (np.zeros((3, 5), np.float32), np.arange(3.0))}, "shard-1.h5")]
     aud = [_shard(tmp_path, "aud", {1: (np.zeros((3, 2), np.float32), np.arange(3.0))})]
     with pytest.raises(ValueError, match=r"backbone 'vis': feature widths \[4, 5\]"):
         index_tracks({"vis": vis, "aud": aud}, [1, 2])
+    # a listed clip in none of a fused backbone's shards: that backbone's width comes from its other clips
+    other = [_shard(tmp_path, "other", {9: (np.zeros((2, 6), np.float32), np.arange(2.0))})]
+    assert index_tracks({"vis": vis[:1], "other": other}, [1]).dims == [4, 6]
+    empty = [_shard(tmp_path, "empty", {})]
+    with pytest.raises(ValueError, match=r"backbone 'empty': feature widths \[\]"):
+        index_tracks({"vis": vis[:1], "empty": empty}, [1])
+    torn = [_shard(tmp_path, "torn", {5: (np.zeros((4, 2), np.float32), np.arange(3.0))})]
+    with pytest.raises(ValueError, match=r"torn/shard-0.h5: clip 5 has 4 feature rows but 3 timestamps"):
+        index_tracks(torn, [5])
 
 
 def test_out_of_fold_tracks_are_read_only_when_predicted(clip_data, tmp_path, monkeypatch):  # noqa: F811

@@ -24,7 +24,8 @@ NON_TRAINING_KEYS = ("backbone", "fuse_with", *BRANCH_KEYS)
 #: temporary file in $TMPDIR (the default: private memory bounded by the batch), or RAM.
 LOADERS = ("memmap", "memory")
 #: Settings that change how a job runs, never what it computes: not recorded (config.json, the
-#: resume checkpoint's key), so changing one neither invalidates a checkpoint nor looks like a new model.
+#: resume checkpoint's key), so a job resumes across a change of one. (Snakemake still sees the run
+#: change and re-runs its jobs, which then give the same results.)
 EXECUTION_KEYS = ("loader",)
 
 

@@ -6,9 +6,8 @@ fused timeline, into one contiguous float32 array (:class:`TrackStore`, built by
 :func:`store_tracks`): a memory-mapped temporary file by default (loader ``memmap``), whose pages
 are the kernel's reclaimable page cache, not the job's private memory; or an array in RAM (loader
 ``memory``, the same code, for comparison). A batch reads its rows through a :class:`TrackView`,
-normalised as it is read. Per-track float64 sums of the features and their squares are kept as the
-store is written, so a fold's feature mean and standard deviation come from the sums of its
-training tracks without a second pass.
+normalised as it is read. A fold's feature mean and standard deviation are running float64 sums
+over its training tracks' stored rows (:func:`fold_mean_std`), one track at a time.
 
 The temporary file lives in ``$TMPDIR`` (Python's :func:`tempfile.gettempdir`) and is unlinked as
 soon as it is created: a killed job leaves nothing behind. It needs 4 bytes per step and feature
@@ -55,8 +54,9 @@ def index_tracks(shard_paths: ShardPaths, ids: Iterable[int]) -> TrackIndex:
     """The :class:`TrackIndex` of clips ``ids`` in ``shard_paths`` (one backbone's shard list, or
     {backbone: shards} to fuse on the first non-empty backbone's timeline). Reads each clip's
     timestamps and the shape of its features, never the features. Clips of the shards that are not
-    in ``ids`` are skipped; a clip in no shard is not indexed. A backbone whose clips differ in
-    width fails naming it and its widths."""
+    in ``ids`` are skipped (their widths still count); a clip in no shard is not indexed. A fused
+    backbone whose clips differ in width, or have none, fails naming it; so does a clip whose
+    timestamps and feature rows differ in number, naming the shard and the clip."""
     grouped = shard_paths if isinstance(shard_paths, dict) else {"features": shard_paths}
     wanted = {int(i) for i in ids}
     parts, dims = [], []
@@ -69,16 +69,19 @@ def index_tracks(shard_paths: ShardPaths, ids: Iterable[int]) -> TrackIndex:
                     clips = h5["clips"]
                     names = list(clips)
                 for clip in names:
-                    if int(clip) not in wanted:
-                        continue
                     with shard_errors(path, clip):
                         group = clips[clip]
                         shape = group["features"].shape
+                        if len(shape) == 2:  # an empty (0, D) array of a clip without a face says D too
+                            widths.add(int(shape[1]))
+                        if int(clip) not in wanted:
+                            continue
                         times = group["timestamps"][()] if "timestamps" in group else np.arange(shape[0])
-                    if len(shape) == 2:  # an empty (0, D) array of a clip without a face says D too
-                        widths.add(int(shape[1]))
+                    if len(times) != shape[0]:
+                        raise ValueError(f"{path}: clip {clip} has {shape[0]} feature rows but {len(times)} "
+                                         "timestamps; rebuild the shard")
                     found[int(clip)] = (str(path), clip, int(shape[0]), np.asarray(times, np.float64))
-        if len(widths) > 1 or (not widths and len(grouped) > 1 and found):
+        if len(widths) > 1 or (not widths and len(grouped) > 1):
             raise ValueError(f"backbone {name!r}: feature widths {sorted(widths)} (need exactly one)")
         parts.append(found)
         dims.append(widths.pop() if widths else 0)
@@ -91,39 +94,47 @@ def index_tracks(shard_paths: ShardPaths, ids: Iterable[int]) -> TrackIndex:
 
 @dataclass
 class TrackStore:
-    """Tracks stored one after another in ``array`` (rows ``start:start + steps`` by id), with each
-    track's float64 feature sums and sums of squares."""
+    """Tracks stored one after another in ``array``: rows ``start:start + steps`` by id."""
 
     array: np.ndarray
     rows: dict[int, tuple[int, int]]  # id -> (start, steps)
-    sums: dict[int, np.ndarray]
-    squares: dict[int, np.ndarray]
 
     def view(self, i: int, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> TrackView:
         """Track ``i``'s rows, normalised with ``mean`` and ``std`` when read."""
         start, steps = self.rows[i]
         return TrackView(self.array, range(start, start + steps), mean, std)
 
+    def track(self, i: int) -> np.ndarray:
+        """Track ``i``'s stored rows (a view of the array, not normalised)."""
+        start, steps = self.rows[i]
+        return self.array[start : start + steps]
+
 
 def store_tracks(index: TrackIndex, ids: Iterable[int], *, loader: str = "memmap") -> TrackStore:
     """Write the tracks ``ids`` (indexed, non-empty ones) of ``index`` into one :class:`TrackStore`,
-    one clip in memory at a time; ``loader`` (:data:`LOADERS`) says where the array lives."""
+    one clip in memory at a time; ``loader`` (:data:`LOADERS`) says where the array lives.
+
+    Clips are read shard by shard (in the order of their shards, then of ``ids``), with only the
+    shards of the current clip open."""
     if loader not in LOADERS:
         raise ValueError(f"loader {loader!r}; known: {', '.join(LOADERS)}")
     ids = [int(i) for i in ids if int(i) in index.times and index.steps(int(i))]
-    total = sum(index.steps(i) for i in ids)
-    array = _allocate(total, index.width, loader)
-    store = TrackStore(array, {}, {}, {})
+
+    def shards_of(i: int) -> tuple[str, ...]:
+        return tuple(part[i][0] if i in part else "" for part in index.parts)
+
+    ids = sorted(ids, key=shards_of)  # stable: within a shard, the order of ids
+    array = _allocate(sum(index.steps(i) for i in ids), index.width, loader)
+    store = TrackStore(array, {})
     handles: dict[str, object] = {}
     try:
         start = 0
         for i in ids:
+            for path in set(handles) - set(shards_of(i)):  # only the current clip's shards stay open
+                handles.pop(path).close()
             x = _read_track(index, i, handles)
             array[start : start + len(x)] = x
             store.rows[i] = (start, len(x))
-            # per track, in float64, as a fold's statistics add them (see fold_mean_std)
-            store.sums[i] = x.sum(0, dtype=np.float64)
-            store.squares[i] = np.square(x, dtype=np.float64).sum(0)
             start += len(x)
     finally:
         for h5 in handles.values():
@@ -143,7 +154,11 @@ def _allocate(steps: int, width: int, loader: str) -> np.ndarray:
         size = steps * width * 4
         try:
             # blocks reserved now: a full disk fails here, with a reason, not as a SIGBUS mid-epoch
-            os.posix_fallocate(handle.fileno(), 0, size)
+            # (where the system has no posix_fallocate, e.g. macOS, a sparse file: no such check)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, size)
+            else:
+                handle.truncate(size)
         except OSError as err:
             raise OSError(err.errno, f"the feature tracks of this job need {size / 2**30:.2f} GiB in "
                                      f"{tempfile.gettempdir()} ($TMPDIR): {err.strerror}; free space there, point "
@@ -170,16 +185,18 @@ def _read_track(index: TrackIndex, i: int, handles: dict) -> np.ndarray:
 
 
 def fold_mean_std(stores: Iterable[TrackStore], ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation (+1e-6) over the steps of tracks ``ids``, from the
-    stores' per-track sums (each id in the first store that holds it), added in the order of ``ids``."""
+    """Per-dimension mean and standard deviation (+1e-6) over the steps of tracks ``ids`` (each in
+    the first store that holds it), from running float64 sums of each track added in the order of
+    ``ids``: one track in memory at a time, never one concatenated copy of them all."""
     stores = list(stores)
     total = squares = None
     count = 0
     for i in ids:
-        store = next(s for s in stores if i in s.rows)
-        total = store.sums[i].copy() if total is None else total + store.sums[i]
-        squares = store.squares[i].copy() if squares is None else squares + store.squares[i]
-        count += store.rows[i][1]
+        x = next(s for s in stores if i in s.rows).track(i)
+        part, part_squares = x.sum(0, dtype=np.float64), np.square(x, dtype=np.float64).sum(0)
+        total = part if total is None else total + part
+        squares = part_squares if squares is None else squares + part_squares
+        count += len(x)
     if total is None:
         raise ValueError("no track to compute feature statistics from")
     mean = total / count

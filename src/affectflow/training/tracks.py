@@ -1,7 +1,8 @@
 """The tracks a fold model reads and the prediction tables it writes, shared by training and test prediction.
 
-:func:`load_tracks` reads the feature shards of a manifest's clips (one backbone, or several
-fused on one timeline) into :class:`FoldTracks`; per-frame tasks put each track on its video's
+:func:`load_tracks` indexes the feature shards of a manifest's clips (one backbone, or several
+fused on one timeline) into :class:`FoldTracks`, which reads a track's features only when a step
+needs them (:mod:`affectflow.training.track_store`); per-frame tasks put each track on its video's
 frame timeline. :class:`Predictor` turns a model's outputs on those tracks into the tables a fold
 writes: one row per clip, or one per video frame (the OOF rows of :mod:`affectflow.training.fold`,
 the test rows of :mod:`affectflow.training.predict`).
