@@ -86,13 +86,15 @@ def test_fold_statistics_are_those_of_the_concatenated_tracks(two_backbones):
     np.testing.assert_allclose(std, stacked.std(0) + 1e-6, rtol=1e-5)
 
 
-def test_views_read_the_rows_asked_for_normalised(two_backbones):
+def test_a_normalised_store_and_its_views_read_the_rows_asked_for(two_backbones):
     shards, vis, _ = two_backbones
     index = index_tracks(shards["vis"], [2, 5])
     store = store_tracks(index, [2, 5], loader="memory")
     mean, std = np.array([1, -1, 0, 2], np.float32), np.array([2, 1, 4, 0.5], np.float32)
     x = ((vis[5][0] - mean) / std).astype(np.float32)
-    view = store.view(5, mean, std)
+    store.normalise(mean, std)
+    np.testing.assert_array_equal(store.track(2), ((vis[2][0] - mean) / std).astype(np.float32))
+    view = store.view(5)
     assert len(view) == len(x) and view.shape == x.shape
     np.testing.assert_array_equal(view.read().numpy(), x)
     np.testing.assert_array_equal(view[3:9].read().numpy(), x[3:9])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from affectflow.models import fusion, spatial, temporal  # noqa: F401  (register the models)
+from affectflow.models import finetune, fusion, spatial, temporal  # noqa: F401  (register the models)
 from affectflow.models.blocks import masked_mean
 from affectflow.models.registry import MODELS, takes_modality_dims
 from affectflow.models.temporal import GruRegressor

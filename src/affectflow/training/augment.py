@@ -102,6 +102,7 @@ def masked_copies(s: TrainSettings, masked_shards: dict[str, ShardPaths] | None,
             if y is not None:
                 kept[i] = y
         store = store_tracks(index, list(kept), loader=s.loader)
-        copies += [(region, i, store.view(i, mean, std), y) for i, y in kept.items()]
+        store.normalise(mean, std)
+        copies += [(region, i, store.view(i), y) for i, y in kept.items()]
         log.info("mask_augment.%s: %d of %d training tracks copied", region, len(kept), len(train_ids))
     return copies

@@ -5,9 +5,10 @@ and timestamps; no features read), then the tracks a step needs are written once
 fused timeline, into one contiguous float32 array (:class:`TrackStore`, built by
 :func:`store_tracks`): a memory-mapped temporary file by default (loader ``memmap``), whose pages
 are the kernel's reclaimable page cache, not the job's private memory; or an array in RAM (loader
-``memory``, the same code, for comparison). A batch reads its rows through a :class:`TrackView`,
-normalised as it is read. A fold's feature mean and standard deviation are running float64 sums
-over its training tracks' stored rows (:func:`fold_mean_std`), one track at a time.
+``memory``, the same code, for comparison). A fold's feature mean and standard deviation are
+running float64 sums over its training tracks' stored rows (:func:`fold_mean_std`), one track at
+a time; then its stores are normalised in place, once (:meth:`TrackStore.normalise`), and a batch
+copies its rows through a :class:`TrackView`.
 
 The temporary file lives in ``$TMPDIR`` (Python's :func:`tempfile.gettempdir`) and is unlinked as
 soon as it is created: a killed job leaves nothing behind. It needs 4 bytes per step and feature
@@ -99,10 +100,21 @@ class TrackStore:
     array: np.ndarray
     rows: dict[int, tuple[int, int]]  # id -> (start, steps)
 
-    def view(self, i: int, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> TrackView:
-        """Track ``i``'s rows, normalised with ``mean`` and ``std`` when read."""
+    def view(self, i: int) -> TrackView:
+        """Track ``i``'s rows, read when a batch needs them."""
         start, steps = self.rows[i]
-        return TrackView(self.array, range(start, start + steps), mean, std)
+        return TrackView(self.array, range(start, start + steps))
+
+    def normalise(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Normalise every stored track in place, once: ``(x - mean) / std`` in float32, element by
+        element, as a whole normalised track in memory had it (the same values); a batch then only
+        copies its rows."""
+        for i in self.rows:
+            x = self.track(i)
+            x -= mean
+            x /= std
+        if isinstance(self.array, np.memmap):
+            self.array.flush()
 
     def track(self, i: int) -> np.ndarray:
         """Track ``i``'s stored rows (a view of the array, not normalised)."""
@@ -205,17 +217,16 @@ def fold_mean_std(stores: Iterable[TrackStore], ids: list[int]) -> tuple[np.ndar
 
 
 class TrackView:
-    """Rows of a stored track, read (and normalised) only when a batch needs them.
+    """Rows of a stored track, read only when a batch needs them.
 
     Slicing gives another view; :meth:`read` copies the rows out as a float32 tensor. An
     :class:`~affectflow.training.sequences.Example` holds one in place of a tensor.
     """
 
-    __slots__ = ("_array", "_rows", "_mean", "_std")
+    __slots__ = ("_array", "_rows")
 
-    def __init__(self, array: np.ndarray, rows: range | np.ndarray, mean: np.ndarray | None,
-                 std: np.ndarray | None) -> None:
-        self._array, self._rows, self._mean, self._std = array, rows, mean, std
+    def __init__(self, array: np.ndarray, rows: range | np.ndarray) -> None:
+        self._array, self._rows = array, rows
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -228,25 +239,19 @@ class TrackView:
         # a range slices to a range (rows read as one block); an index array needs an array of rows
         rows = self._rows[key] if isinstance(self._rows, range) and isinstance(key, slice) \
             else np.asarray(self._rows)[key]
-        return TrackView(self._array, rows, self._mean, self._std)
+        return TrackView(self._array, rows)
 
     def read(self) -> torch.Tensor:
-        """The rows as a (T, D) float32 tensor of their own (normalised when the view has statistics)."""
+        """The rows as a (T, D) float32 tensor of their own (a copy: the store stays as it is)."""
         rows = self._rows
         if isinstance(rows, range) and rows.step == 1:
-            x = np.array(self._array[rows.start : rows.stop], np.float32)  # a copy of its own: changed in place
-        else:
-            x = np.asarray(self._array[np.asarray(rows, np.int64)], np.float32)
-        x = torch.from_numpy(x)
-        if self._mean is not None:
-            # in place, no temporaries; the same float32 subtraction and division, element by element,
-            # that a whole normalised track had: the same values
-            x.sub_(torch.from_numpy(self._mean)).div_(torch.from_numpy(self._std))
-        return x
+            return torch.from_numpy(np.array(self._array[rows.start : rows.stop], np.float32))
+        return torch.from_numpy(np.asarray(self._array[np.asarray(rows, np.int64)], np.float32))
 
 
-def as_tensor(x: torch.Tensor | TrackView | np.ndarray) -> torch.Tensor:
-    """A sequence as a tensor: a :class:`TrackView` read, a tensor as it is, an array converted."""
-    if isinstance(x, TrackView):
+def as_tensor(x) -> torch.Tensor:
+    """A sequence as a tensor: a lazy input (a :class:`TrackView`, or any object with ``read()``,
+    e.g. :mod:`affectflow.training.clip_inputs`) read, a tensor as it is, an array converted."""
+    if hasattr(x, "read"):
         return x.read()
     return torch.as_tensor(x)

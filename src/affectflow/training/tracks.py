@@ -42,7 +42,7 @@ class FoldTracks:
 
     Features are read only for the tracks a step asks for (:meth:`load`, which :class:`Predictor`
     calls too); :meth:`model_input` gives a track's rows as a view that a batch reads, normalised
-    with the statistics of :meth:`normalise`.
+    (once :meth:`normalise` has set the statistics) in the store.
     """
 
     index: TrackIndex
@@ -69,7 +69,10 @@ class FoldTracks:
         """Read the usable tracks of ``ids`` that no store holds yet into a new store."""
         missing = [i for i in ids if i in self.usable and self._store_of(i) is None]
         if missing:
-            self.stores.append(store_tracks(self.index, missing, loader=self.loader))
+            store = store_tracks(self.index, missing, loader=self.loader)
+            if self.mean is not None:  # read after the statistics were set: normalised as it is stored
+                store.normalise(self.mean, self.std)
+            self.stores.append(store)
 
     def stored(self) -> set[int]:
         """The ids whose features have been read."""
@@ -81,13 +84,18 @@ class FoldTracks:
         return fold_mean_std(self.stores, ids)
 
     def normalise(self, mean: np.ndarray, std: np.ndarray) -> None:
-        """Normalise every track with ``mean`` and ``std`` from now on, as its rows are read."""
+        """Normalise every track with ``mean`` and ``std``: those stored now, in place, and those read
+        later as they are stored."""
+        if self.mean is not None:
+            raise RuntimeError("the tracks are normalised already")
         self.mean, self.std = mean, std
+        for store in self.stores:
+            store.normalise(mean, std)
 
     def model_input(self, i: int, settings: TrainSettings) -> TrackView:
         """Track ``i``'s features as the model reads them (read into a store first if need be)."""
         self.load([i])
-        x = self._store_of(i).view(i, self.mean, self.std)
+        x = self._store_of(i).view(i)
         # clip tasks subsample long clips to max_steps; per-frame tasks keep every step (segments
         # bound the length instead) because every frame needs its own prediction
         return x if self.per_frame else x[subsample_rows(len(x), settings.max_steps)]
