@@ -129,14 +129,26 @@ def iter_clips(path: str | os.PathLike, names: Sequence[str] | None = None
     faces shard without its crops; None reads them all. A clip that cannot be read raises
     :class:`DamagedCacheError` naming the shard and the clip.
     """
+    for clip_id, group in clip_groups(path):
+        with shard_errors(path, clip_id):
+            arrays, attrs = _read_clip(group, names)
+        yield clip_id, arrays, attrs  # outside shard_errors: the caller's errors stay its own
+
+
+def clip_groups(path: str | os.PathLike, wanted: set[int] | None = None) -> Iterator[tuple[str, h5py.Group]]:
+    """Yield ``(clip name, group)`` for each clip of a shard (only those whose integer id is in
+    ``wanted``, when given), in file order, without reading any dataset. Read a group's datasets
+    inside ``shard_errors(path, name)``: the file stays open until the iteration ends."""
     with open_shard(path) as h5:
         with shard_errors(path):
             clips = h5["clips"]
-            clip_ids = list(clips)
-        for clip_id in clip_ids:
-            with shard_errors(path, clip_id):
-                arrays, attrs = _read_clip(clips[clip_id], names)
-            yield clip_id, arrays, attrs  # outside shard_errors: the caller's errors stay its own
+            names = list(clips)
+        for name in names:
+            if wanted is not None and int(name) not in wanted:
+                continue
+            with shard_errors(path, name):
+                group = clips[name]
+            yield name, group
 
 
 def _read_clip(group: h5py.Group, names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:

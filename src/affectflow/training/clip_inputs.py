@@ -28,7 +28,7 @@ import torch
 from affectflow.faces.crop import decode_jpeg
 from affectflow.features.backbones.torch_image import IMAGENET_MEAN, IMAGENET_STD
 from affectflow.features.stage import WORKER_TIMEOUT_S
-from affectflow.h5store import open_shard, read_file_attrs, shard_errors
+from affectflow.h5store import clip_groups, open_shard, read_file_attrs, shard_errors
 
 __all__ = ["AudioClip", "CropClip", "audio_clips", "close_handles", "crop_clips", "prefetched", "uniform_frames"]
 
@@ -175,26 +175,19 @@ def crop_clips(faces_shard_paths: Iterable[str | os.PathLike], ids: Iterable[int
     found: dict[int, CropClip] = {}
     for path in faces_shard_paths:
         path = os.fspath(path)
-        with open_shard(path) as h5:
-            with shard_errors(path):
-                clips = h5["clips"]
-                names = list(clips)
-            for name in names:
-                if int(name) not in wanted:
-                    continue
-                with shard_errors(path, name):
-                    group = clips[name]
-                    n_crops = group["crops"].shape[0]
-                    valid = np.asarray(group["valid"][()], bool)
-                    times = np.asarray(group["timestamps"][()], np.float64)
-                if not len(valid) == len(times) == n_crops:
-                    raise ValueError(f"{path}: clip {name} has {n_crops} crops, {len(valid)} valid flags and "
-                                     f"{len(times)} timestamps; rebuild the shard")
-                if int(name) in found:
-                    raise ValueError(f"clip {name} is in two faces shards: {found[int(name)].path} and {path}")
-                rows = uniform_frames(valid, frames)
-                if len(rows):
-                    found[int(name)] = CropClip(path, name, rows, size=size, mean=mean, std=std, times=times[rows])
+        for name, group in clip_groups(path, wanted):
+            with shard_errors(path, name):
+                n_crops = group["crops"].shape[0]
+                valid = np.asarray(group["valid"][()], bool)
+                times = np.asarray(group["timestamps"][()], np.float64)
+            if not len(valid) == len(times) == n_crops:
+                raise ValueError(f"{path}: clip {name} has {n_crops} crops, {len(valid)} valid flags and "
+                                 f"{len(times)} timestamps; rebuild the shard")
+            if int(name) in found:
+                raise ValueError(f"clip {name} is in two faces shards: {found[int(name)].path} and {path}")
+            rows = uniform_frames(valid, frames)
+            if len(rows):
+                found[int(name)] = CropClip(path, name, rows, size=size, mean=mean, std=std, times=times[rows])
     return found
 
 
@@ -283,23 +276,17 @@ def audio_clips(media_shard_paths: Iterable[str | os.PathLike], ids: Iterable[in
             raise ValueError(f"{path}: audio at {rate} Hz, not the {sample_rate} Hz this run needs "
                              "(rebuild the media shards with that sample_rate)")
         limit = int(round(window_s * sample_rate)) if window_s else None
-        with open_shard(path) as h5:
-            with shard_errors(path):
-                clips = h5["clips"]
-                names = list(clips)
-            for name in names:
-                if int(name) not in wanted:
-                    continue
-                with shard_errors(path, name):
-                    audio = clips[name]["audio"]
-                    n, dtype = audio.shape[0], audio.dtype
-                if dtype != np.int16:
-                    raise ValueError(f"{path}: clip {name} audio is {dtype}, not int16; rebuild the shard")
-                if int(name) in found:
-                    raise ValueError(f"clip {name} is in two media shards: {found[int(name)].path} and {path}")
-                stop = n if limit is None else min(n, limit)
-                if stop:
-                    found[int(name)] = AudioClip(path, name, 0, stop, normalize=normalize)
+        for name, group in clip_groups(path, wanted):
+            with shard_errors(path, name):
+                audio = group["audio"]
+                n, dtype = audio.shape[0], audio.dtype
+            if dtype != np.int16:
+                raise ValueError(f"{path}: clip {name} audio is {dtype}, not int16; rebuild the shard")
+            if int(name) in found:
+                raise ValueError(f"clip {name} is in two media shards: {found[int(name)].path} and {path}")
+            stop = n if limit is None else min(n, limit)
+            if stop:
+                found[int(name)] = AudioClip(path, name, 0, stop, normalize=normalize)
     return found
 
 

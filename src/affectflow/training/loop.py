@@ -24,6 +24,7 @@ import torch
 from affectflow.models import create_model
 from affectflow.training import checkpoints
 from affectflow.training.batching import length_batches, pad, padding_fraction, random_batches, segments
+from affectflow.training.freeze import freeze, keep_frozen_norms_in_eval, param_groups
 from affectflow.training.losses import create_loss
 from affectflow.training.monitor import Monitor, check_scoreable, is_better, validation_score
 from affectflow.training.schedules import Schedule, create_optimizer
@@ -79,13 +80,31 @@ class Trainer:
             raise ValueError(f"task {settings.task!r} needs a model with per_frame="
                              f"{settings.task in FRAME_TASKS} (model_params.per_frame)")
         self.loss_fn = create_loss(settings.loss, **settings.loss_params)
-        self.optimizer = create_optimizer(settings.optimizer, self.model.parameters(), lr=settings.lr,
+        self.finetune = settings.finetune_spec()
+        self.optimizer = create_optimizer(settings.optimizer, self._parameters(), lr=settings.lr,
                                           weight_decay=settings.weight_decay)
+        self.accumulated = 0  # batches whose gradients wait for the next optimiser step (grad_accum)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.amp = settings.amp and device.startswith("cuda")
         self.carry = settings.carry_state and self.per_frame and settings.segment_length > 0
         if self.carry and not getattr(self.model, "carries_state", False):
             raise ValueError(f"carry_state needs a model ending in an LSTM/GRU, not {settings.model!r}")
+
+    def _parameters(self):
+        """What the optimiser updates: every parameter, or for a fine-tuning run the unfrozen ones in
+        two groups (the encoder at ``lr_backbone``, the rest at ``lr``)."""
+        if self.finetune is None:
+            return self.model.parameters()
+        frozen = freeze(self.model, names=self.finetune.freeze, depth=self.finetune.freeze_depth)
+        log.info("fine-tuning: %d parameter tensors frozen", len(frozen))
+        return param_groups(self.model, lr=self.settings.lr, lr_backbone=self.finetune.lr_backbone,
+                            weight_decay=self.settings.weight_decay)
+
+    def train_mode(self) -> None:
+        """The model in training mode (frozen BatchNorm layers stay in eval mode: their statistics too)."""
+        self.model.train()
+        if self.finetune is not None:
+            keep_frozen_norms_in_eval(self.model)
 
     # -- batches ---------------------------------------------------------------------------------
 
@@ -116,8 +135,26 @@ class Trainer:
     def _step(self, loss: torch.Tensor, where: str) -> None:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at {where}; no step taken")
-        self.optimizer.zero_grad()
-        loss.backward()
+        accum = self.finetune.grad_accum if self.finetune is not None else 1
+        if accum == 1:
+            self.optimizer.zero_grad()
+            loss.backward()
+            self._update()
+            return
+        # gradient accumulation: the mean gradient of ``accum`` batches makes one step
+        (loss / accum).backward()
+        self.accumulated += 1
+        if self.accumulated == accum:
+            self.flush()
+
+    def flush(self) -> None:
+        """Take the optimiser step that accumulated gradients wait for (at the end of an epoch too)."""
+        if self.accumulated:
+            self._update()
+            self.optimizer.zero_grad()
+            self.accumulated = 0
+
+    def _update(self) -> None:
         if self.settings.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
@@ -264,7 +301,7 @@ def _resumed(checkpoint: str | os.PathLike | None, key: str, trainer: Trainer, s
 
 def _train_epoch(trainer: Trainer, units: list[Example], schedule: Schedule, epoch: int, history: dict) -> float:
     """One epoch of optimiser steps over ``units``; its mean training loss. Records the padding."""
-    trainer.model.train()
+    trainer.train_mode()
     batches = trainer.batches(units)
     history["padding_fraction"].append(padding_fraction(batches, [len(u.x) for u in units]))
     total, count = 0.0, 0
@@ -272,6 +309,7 @@ def _train_epoch(trainer: Trainer, units: list[Example], schedule: Schedule, epo
         loss_sum, n = trainer.train_batch([units[i] for i in batch], f"epoch {epoch} batch {b}")
         total, count = total + loss_sum, count + n
         schedule.batch_end()
+    trainer.flush()  # an epoch ends with no gradient left waiting (a checkpoint follows)
     return total / max(count, 1)
 
 

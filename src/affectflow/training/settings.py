@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from affectflow.tasks import TASKS
 from affectflow.training.branch_init import BRANCH_KEYS
+from affectflow.training.finetune_spec import FinetuneSpec, parse_finetune
 from affectflow.training.monitor import Monitor, parse_monitor
 from affectflow.training.recipes import resolve_run
 
@@ -66,6 +67,9 @@ class TrainSettings:
     # empty: the held-out loss of val_fraction, else the training loss, as before
     monitor: dict = field(default_factory=dict)
     loader: str = "memmap"  # one of LOADERS; the same results either way
+    # train the backbone too (model: finetune): what the run reads and how; see
+    # affectflow.training.finetune_spec. Empty: the run trains on cached features.
+    finetune: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in CLIP_TASKS + FRAME_TASKS:
@@ -77,12 +81,20 @@ class TrainSettings:
             raise ValueError(f"batching {self.batching!r}; known: bucket, random")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        spec = self.finetune_spec()  # a bad finetune block fails here, naming its key
+        if (spec is not None) != (self.model == "finetune"):
+            raise ValueError("a finetune block goes with model: finetune (a trainable encoder under a temporal model), "
+                             f"not model {self.model!r} with finetune {self.finetune!r}")
         monitor = self.monitor_spec()  # a bad monitor fails here, naming its key
         if monitor is not None and monitor.split != "inner" and self.fold_scheme == "mix":
             # heldout would watch no clip; official would quietly hold the validation split out
             raise ValueError(f"monitor.split {monitor.split}: fold_scheme mix trains on every labelled clip and "
                              f"leaves none to validate on; monitor split inner, or no monitor (or fold_scheme "
                              f"official to train on the training split)")
+
+    def finetune_spec(self) -> FinetuneSpec | None:
+        """The run's :class:`~affectflow.training.finetune_spec.FinetuneSpec`; None without a ``finetune`` block."""
+        return parse_finetune(self.finetune)
 
     def monitor_spec(self) -> Monitor | None:
         """The run's :class:`~affectflow.training.monitor.Monitor`; None without a ``monitor``."""
@@ -118,11 +130,13 @@ def settings_from_run(run: dict, *, seed: int | None = None) -> TrainSettings:
 def recorded_settings(settings: TrainSettings) -> dict:
     """The settings as a fold records them (``config.json``, the resume checkpoint's key). An empty
     ``monitor`` (the default) is left out: a run without one writes the very ``config.json``, and
-    resumes from the very checkpoints, it did before runs could monitor a metric; so are
+    resumes from the very checkpoints, it did before runs could monitor a metric (the same for an
+    empty ``finetune``); so are
     :data:`EXECUTION_KEYS`, which never change the results."""
     recorded = dataclasses.asdict(settings)
     for key in EXECUTION_KEYS:
         del recorded[key]
-    if not recorded["monitor"]:
-        del recorded["monitor"]
+    for key in ("monitor", "finetune"):  # empty: as written before runs had the key
+        if not recorded[key]:
+            del recorded[key]
     return recorded

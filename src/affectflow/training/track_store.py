@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from affectflow.h5store import open_shard, shard_errors
+from affectflow.h5store import clip_groups, open_shard, shard_errors
 from affectflow.training.sequences import ShardPaths, align_modalities
 from affectflow.training.settings import LOADERS
 
@@ -65,23 +65,18 @@ def index_tracks(shard_paths: ShardPaths, ids: Iterable[int]) -> TrackIndex:
         found: dict[int, tuple[str, str, int, np.ndarray]] = {}
         widths: set[int] = set()
         for path in paths:
-            with open_shard(path) as h5:
-                with shard_errors(path):
-                    clips = h5["clips"]
-                    names = list(clips)
-                for clip in names:
-                    with shard_errors(path, clip):
-                        group = clips[clip]
-                        shape = group["features"].shape
-                        if len(shape) == 2:  # an empty (0, D) array of a clip without a face says D too
-                            widths.add(int(shape[1]))
-                        if int(clip) not in wanted:
-                            continue
-                        times = group["timestamps"][()] if "timestamps" in group else np.arange(shape[0])
-                    if len(times) != shape[0]:
-                        raise ValueError(f"{path}: clip {clip} has {shape[0]} feature rows but {len(times)} "
-                                         "timestamps; rebuild the shard")
-                    found[int(clip)] = (str(path), clip, int(shape[0]), np.asarray(times, np.float64))
+            for clip, group in clip_groups(path):  # every clip: the widths of those not listed count too
+                with shard_errors(path, clip):
+                    shape = group["features"].shape
+                    if len(shape) == 2:  # an empty (0, D) array of a clip without a face says D too
+                        widths.add(int(shape[1]))
+                    if int(clip) not in wanted:
+                        continue
+                    times = group["timestamps"][()] if "timestamps" in group else np.arange(shape[0])
+                if len(times) != shape[0]:
+                    raise ValueError(f"{path}: clip {clip} has {shape[0]} feature rows but {len(times)} "
+                                     "timestamps; rebuild the shard")
+                found[int(clip)] = (str(path), clip, int(shape[0]), np.asarray(times, np.float64))
         if len(widths) > 1 or (not widths and len(grouped) > 1):
             raise ValueError(f"backbone {name!r}: feature widths {sorted(widths)} (need exactly one)")
         parts.append(found)
