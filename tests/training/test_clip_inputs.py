@@ -22,9 +22,9 @@ from affectflow.training.clip_inputs import (
     audio_clips,
     close_handles,
     crop_clips,
-    prefetched,
     uniform_frames,
 )
+from affectflow.training.read_ahead import prefetched
 
 # clip 1: 20 frames, these 10 valid (interleaved with invalid ones)
 VALID_1 = [1, 2, 4, 5, 6, 9, 11, 12, 14, 17]

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_clip_inputs import faces  # noqa: F401  (a fixture: a faces shard of real JPEG crops)
 from test_train_loop import one_thread  # noqa: F401  (autouse: one intra-op thread, as the loop tests)
 
 from affectflow.models import create_model
+from affectflow.training.clip_inputs import crop_clips
 from affectflow.training.loop import fit
 from affectflow.training.sequences import Example
 from affectflow.training.settings import TrainSettings
@@ -83,3 +85,18 @@ def test_bad_finetune_blocks_are_refused_naming_the_key():
         TrainSettings(model="gru", finetune={"input": "audio"})
     with pytest.raises(ValueError, match="freeze: no parameter is named 'encoder.trunc'"):
         fit(_settings(freeze=["encoder.trunc"]), _clips(n=2), input_dim=3, output_dim=1)
+
+
+def test_crops_read_ahead_by_workers_train_the_same_model(faces):  # noqa: F811  (a fixture)
+    """Lazy crop inputs from a real faces shard: read ahead by 2 DataLoader workers or in the training
+    process, the same batches and so the same weights."""
+    path, _ = faces
+    clips = crop_clips([path], [1, 2, 4, 5], frames=3, size=32)
+    examples = [Example.make(clip, [0.2 * n]) for n, clip in enumerate(clips.values())]
+    assert all(not isinstance(e.x, torch.Tensor) for e in examples)  # nothing read yet
+    settings = _settings(freeze=["encoder.trunk"])
+    inline = _trained(TrainSettings(**{**settings.__dict__, "batch_size": 2}), examples)
+    ahead = _trained(TrainSettings(**{**settings.__dict__, "batch_size": 2,
+                                      "finetune": {**settings.finetune, "workers": 2}}), examples)
+    for key in inline:
+        assert torch.equal(inline[key], ahead[key]), key

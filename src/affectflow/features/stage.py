@@ -27,11 +27,9 @@ from affectflow.features.align import align_to_frames
 from affectflow.features.registry import create_backbone
 from affectflow.features.signature import DEFAULT_TIMELINE, TIMELINES, check_mask, runtime_options
 from affectflow.h5store import ShardWriter, iter_clips, open_shard, read_file_attrs, shard_errors
-from affectflow.runtime.device import pick_device
+from affectflow.runtime.device import WORKER_TIMEOUT_S, pick_device
 
 log = logging.getLogger(__name__)
-
-WORKER_TIMEOUT_S = 300
 
 
 def _frame_times(frames_shard) -> dict[str, np.ndarray]:

@@ -6,9 +6,10 @@ rather than on cached features. Its examples hold a :class:`CropClip` or an :cla
 slicing and ``read()``, that knows where its clip is and reads nothing until a batch needs it.
 
 :func:`crop_clips` indexes the clips (their ``valid`` flags and crop counts, never the JPEGs) and
-samples each clip's frames uniformly over its valid frames (Kollias et al. 2023, paper 001: "32
-frames sampled uniformly"); :func:`audio_clips` cuts each clip to its first seconds (Hallmen et al.
-2024, paper 002: "cut to 12 s"). :func:`prefetched` reads batches in DataLoader workers, so that JPEG
+samples each clip's frames uniformly over its valid frames (Yu et al. 2023, paper 001: "we
+uniformly extract 32 frames from each sample"); :func:`audio_clips` cuts each clip to its first
+seconds (Hallmen et al. 2024, paper 002: "cut to a maximum length of 12s").
+:func:`affectflow.training.read_ahead.prefetched` reads batches in DataLoader workers, so that JPEG
 decoding runs there while the main process trains.
 
 HDF5 handles are opened once per shard and process and kept (h5py handles do not survive a fork:
@@ -18,7 +19,7 @@ the cache is keyed by process id, so a worker opens its own); :func:`close_handl
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import h5py
@@ -27,10 +28,9 @@ import torch
 
 from affectflow.faces.crop import decode_jpeg
 from affectflow.features.backbones.torch_image import IMAGENET_MEAN, IMAGENET_STD
-from affectflow.features.stage import WORKER_TIMEOUT_S
 from affectflow.h5store import clip_groups, open_shard, read_file_attrs, shard_errors
 
-__all__ = ["AudioClip", "CropClip", "audio_clips", "close_handles", "crop_clips", "prefetched", "uniform_frames"]
+__all__ = ["AudioClip", "CropClip", "audio_clips", "close_handles", "crop_clips", "uniform_frames"]
 
 #: Added to the variance before its square root, as Wav2Vec2FeatureExtractor(do_normalize=True) does.
 AUDIO_NORM_EPS = 1e-7
@@ -288,45 +288,3 @@ def audio_clips(media_shard_paths: Iterable[str | os.PathLike], ids: Iterable[in
             if stop:
                 found[int(name)] = AudioClip(path, name, 0, stop, normalize=normalize)
     return found
-
-
-def _read_item(x) -> torch.Tensor:
-    return x.read()
-
-
-def _as_is(batch):
-    # batch_size=None: each item is already one batch (a list of tensors), kept as it is
-    return batch
-
-
-class _ReadBatches:
-    """Map-style dataset: batch ``i`` -> its inputs read (a list of tensors)."""
-
-    def __init__(self, batches: Sequence[Sequence], read: Callable) -> None:
-        self.batches, self.read = batches, read
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int) -> list[torch.Tensor]:
-        return [self.read(x) for x in self.batches[i]]
-
-
-def prefetched(batches: Sequence[Sequence], read: Callable | None = None, workers: int = 0, *,
-               pin_memory: bool = False) -> Iterator[list[torch.Tensor]]:
-    """Each batch of ``batches`` (lists of inputs) read, ``[read(x) for x in batch]`` (default
-    ``x.read()``), in order, by ``workers`` DataLoader worker processes (0: in this process).
-
-    Workers read ahead while the caller trains on the batch before. They are forked (``read`` and the
-    inputs need not pickle); one that stops answering fails after ``WORKER_TIMEOUT_S`` seconds."""
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
-    dataset = _ReadBatches(list(batches), read or _read_item)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is, pin_memory=pin_memory,
-        prefetch_factor=2 if workers else None,
-        # as the features stage's crop loader: a forked worker never reconfigures OpenCV's pool
-        multiprocessing_context="fork" if workers else None,
-        timeout=WORKER_TIMEOUT_S if workers else 0,
-    )
-    return iter(loader)

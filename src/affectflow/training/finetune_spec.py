@@ -6,9 +6,10 @@ temporal model) reads face crops or raw audio instead of cached features; its ``
 says how:
 
 - ``input``: ``crops`` (face crops of the faces shard) or ``audio`` (16 kHz audio of the media shard);
-- ``frames``: crops, frames per clip sampled uniformly over its valid frames (0: all; paper 001: 32);
+- ``frames``: crops, frames per clip sampled uniformly over its valid frames (0: all; paper 001:
+  "we uniformly extract 32 frames from each sample");
 - ``size``: crops, the side in pixels the encoder reads (112);
-- ``window_s``: audio, seconds from the clip's start (0: all; paper 002: "cut to 12 s");
+- ``window_s``: audio, seconds from the clip's start (0: all; paper 002: "cut to a maximum length of 12s");
 - ``freeze``: parameter name prefixes to freeze (e.g. ``encoder.trunk.0``);
   ``freeze_depth``: freeze the encoder's first N top-level children;
 - ``lr_backbone``: the encoder's learning rate (default: the run's ``lr``);

@@ -27,6 +27,7 @@ from affectflow.training.batching import length_batches, pad, padding_fraction, 
 from affectflow.training.freeze import freeze, keep_frozen_norms_in_eval, param_groups
 from affectflow.training.losses import create_loss
 from affectflow.training.monitor import Monitor, check_scoreable, is_better, validation_score
+from affectflow.training.read_ahead import batches_read
 from affectflow.training.schedules import Schedule, create_optimizer
 from affectflow.training.sequences import Example
 from affectflow.training.settings import FRAME_TASKS, TrainSettings, recorded_settings
@@ -305,8 +306,9 @@ def _train_epoch(trainer: Trainer, units: list[Example], schedule: Schedule, epo
     batches = trainer.batches(units)
     history["padding_fraction"].append(padding_fraction(batches, [len(u.x) for u in units]))
     total, count = 0.0, 0
-    for b, batch in enumerate(batches):
-        loss_sum, n = trainer.train_batch([units[i] for i in batch], f"epoch {epoch} batch {b}")
+    workers = trainer.finetune.workers if trainer.finetune is not None else 0
+    for b, batch in enumerate(batches_read(units, batches, workers)):  # read ahead by workers, if any
+        loss_sum, n = trainer.train_batch(batch, f"epoch {epoch} batch {b}")
         total, count = total + loss_sum, count + n
         schedule.batch_end()
     trainer.flush()  # an epoch ends with no gradient left waiting (a checkpoint follows)
