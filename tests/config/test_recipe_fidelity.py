@@ -95,7 +95,7 @@ def _covered_s(rows: np.ndarray, params: dict) -> float:
 def _model_rows(sequence: np.ndarray, settings) -> np.ndarray:
     """The rows a clip-task model reads of ``sequence`` (FoldTracks.model_input)."""
     times = {1: np.zeros(len(sequence))}
-    store = TrackStore(sequence.astype(np.float32), {1: (0, len(sequence))}, {}, {})
+    store = TrackStore(sequence.astype(np.float32), {1: (0, len(sequence))})
     tracks = FoldTracks(TrackIndex(["f"], [sequence.shape[1]], [{}], times), times, None, pd.DataFrame(), False,
                         {1}, {1}, stores=[store])
     return as_tensor(tracks.model_input(1, settings)).numpy()

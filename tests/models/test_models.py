@@ -12,7 +12,11 @@ from affectflow.registry import UnknownNameError
 from affectflow.training.recipes import RECIPES, recipe, resolve_run
 
 MULTIMODAL = {"fusion", "dual_transformer", "cross_attention_transformer"}
+FRAME_MODELS = {"spatial_attention_resnet18", "finetune"}  # read RGB frames, not feature vectors
 D, K = 12, 6
+# a trainable 001 visual encoder under a GRU (tests/models/test_finetune_model.py tests it in depth)
+FINETUNE = {"encoder": "resnet18_spatial", "encoder_params": {"image_size": 32, "spatial_layers": 1},
+            "temporal": "gru", "temporal_params": {"hidden": 8}}
 
 
 def build(name, **params):
@@ -20,12 +24,14 @@ def build(name, **params):
         params.setdefault("modality_dims", [8, 4])
     if name == "spatial_attention_resnet18":
         return create_model(name, input_dim=3, output_dim=K, image_size=32, **params)
+    if name == "finetune":
+        return create_model(name, input_dim=3, output_dim=K, **{**FINETUNE, **params})
     return create_model(name, input_dim=D, output_dim=K, **params)
 
 
 def inputs(name, batch=3, steps=9):
     torch.manual_seed(0)
-    if name == "spatial_attention_resnet18":
+    if name in FRAME_MODELS:
         x = torch.randn(batch, steps, 3, 32, 32)
     else:
         x = torch.randn(batch, steps, D)
