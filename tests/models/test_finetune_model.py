@@ -228,11 +228,15 @@ def test_wav2vec2_vad_frames_and_padding():
         short, _ = encoder(wave[1:, : lengths[1]], mask[1:, : lengths[1]])
         torch.testing.assert_close(features[1, : expected_frames[1]], short[0], atol=1e-4, rtol=1e-4)
 
+        clip_level = {**PER_FRAME, "per_frame": False}  # audio fine-tuning is for clip tasks (002)
         model = create_model("finetune", input_dim=0, output_dim=K, encoder="wav2vec2_vad",
-                             encoder_params={"model": emotion}, temporal="transformer", temporal_params=PER_FRAME)
+                             encoder_params={"model": emotion}, temporal="transformer", temporal_params=clip_level)
         out = model.eval()(wave, mask)
-        assert out.shape == (2, expected_frames[0], K)
+        assert out.shape == (2, K)
         torch.testing.assert_close(out, model.temporal(features, frame_mask))
+    with pytest.raises(ValueError, match="a per-frame temporal model cannot follow it"):
+        create_model("finetune", input_dim=0, output_dim=K, encoder="wav2vec2_vad", encoder_params={"model": emotion},
+                     temporal="transformer", temporal_params=PER_FRAME)
 
 
 def test_wav2vec2_vad_loads_a_local_directory(tmp_path):

@@ -83,6 +83,11 @@ def test_bad_finetune_blocks_are_refused_naming_the_key():
         _settings(grad_accum=0)
     with pytest.raises(ValueError, match="a finetune block goes with model: finetune"):
         TrainSettings(model="gru", finetune={"input": "audio"})
+    with pytest.raises(ValueError, match="finetune.freeze_depth must be an integer"):
+        _settings(freeze_depth=1.5)
+    with pytest.raises(ValueError, match="cannot go with carry_state"):
+        fit(TrainSettings(**{**_settings(grad_accum=2).__dict__, "carry_state": True}), _clips(n=2), input_dim=3,
+            output_dim=1)
     with pytest.raises(ValueError, match="freeze: no parameter is named 'encoder.trunc'"):
         fit(_settings(freeze=["encoder.trunc"]), _clips(n=2), input_dim=3, output_dim=1)
 
@@ -95,6 +100,9 @@ def test_crops_read_ahead_by_workers_train_the_same_model(faces):  # noqa: F811 
     examples = [Example.make(clip, [0.2 * n]) for n, clip in enumerate(clips.values())]
     assert all(not isinstance(e.x, torch.Tensor) for e in examples)  # nothing read yet
     settings = _settings(freeze=["encoder.trunk"])
+    dropout = {"encoder_params": {**settings.model_params["encoder_params"], "dropout": 0.1},
+               "temporal_params": {**TEMPORAL, "dropout": 0.1}}  # random masks: the same draws either way
+    settings = TrainSettings(**{**settings.__dict__, "model_params": {**settings.model_params, **dropout}})
     inline = _trained(TrainSettings(**{**settings.__dict__, "batch_size": 2}), examples)
     ahead = _trained(TrainSettings(**{**settings.__dict__, "batch_size": 2,
                                       "finetune": {**settings.finetune, "workers": 2}}), examples)

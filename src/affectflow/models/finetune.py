@@ -273,6 +273,10 @@ def finetune(*, input_dim: int, output_dim: int, encoder: str, encoder_params: d
     if temporal == "finetune" or takes_modality_dims(temporal):
         raise ValueError(f"temporal model {temporal!r} cannot follow an encoder: use a single-stream temporal model")
     cls, kind = ENCODERS[encoder]
+    if kind == "audio" and (temporal_params or {}).get("per_frame"):
+        # the inputs are samples, the labels would be frames: segments and masks would not line up
+        raise ValueError(f"encoder {encoder!r} reads audio samples: a per-frame temporal model cannot follow it "
+                         "(per-frame tasks fine-tune from crops)")
     module = cls(**(encoder_params or {}))
     # MODELS.get, not affectflow.models.create_model: that package imports this module.
     head = MODELS.get(temporal)(input_dim=module.out_dim, output_dim=output_dim, **(temporal_params or {}))

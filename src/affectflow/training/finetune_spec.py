@@ -13,7 +13,8 @@ says how:
 - ``freeze``: parameter name prefixes to freeze (e.g. ``encoder.trunk.0``);
   ``freeze_depth``: freeze the encoder's first N top-level children;
 - ``lr_backbone``: the encoder's learning rate (default: the run's ``lr``);
-- ``grad_accum``: batches whose gradients add up to one optimiser step (1: none);
+- ``grad_accum``: batches whose mean gradient makes one optimiser step (1: none; not with
+  ``carry_state``); a per-batch schedule (cosine) still advances per batch;
 - ``workers``: DataLoader processes that read and decode a batch while the model trains (0: none).
 
 AMP is the run's ``amp`` (bf16 autocast, CUDA only), gradient checkpointing the model's
@@ -66,10 +67,12 @@ def parse_finetune(block: Mapping | None) -> FinetuneSpec | None:
         value = getattr(spec, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"finetune.{key} must be an integer >= {least}, not {value!r}")
-    if spec.window_s < 0:
+    if isinstance(spec.window_s, bool) or not isinstance(spec.window_s, (int, float)) or spec.window_s < 0:
         raise ValueError(f"finetune.window_s must be >= 0, not {spec.window_s!r}")
-    if spec.freeze_depth is not None and (isinstance(spec.freeze_depth, bool) or spec.freeze_depth < 0):
+    if spec.freeze_depth is not None and (isinstance(spec.freeze_depth, bool) or not isinstance(spec.freeze_depth, int)
+                                          or spec.freeze_depth < 0):
         raise ValueError(f"finetune.freeze_depth must be an integer >= 0, not {spec.freeze_depth!r}")
-    if spec.lr_backbone is not None and spec.lr_backbone <= 0:
+    if spec.lr_backbone is not None and (isinstance(spec.lr_backbone, bool)
+                                         or not isinstance(spec.lr_backbone, (int, float)) or spec.lr_backbone <= 0):
         raise ValueError(f"finetune.lr_backbone must be > 0, not {spec.lr_backbone!r}")
     return spec

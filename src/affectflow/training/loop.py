@@ -85,6 +85,9 @@ class Trainer:
         self.optimizer = create_optimizer(settings.optimizer, self._parameters(), lr=settings.lr,
                                           weight_decay=settings.weight_decay)
         self.accumulated = 0  # batches whose gradients wait for the next optimiser step (grad_accum)
+        if self.finetune is not None and self.finetune.grad_accum > 1 and settings.carry_state:
+            # the carried state takes one step per window: accumulating would mix windows of two batches
+            raise ValueError("finetune.grad_accum > 1 cannot go with carry_state (one optimiser step per window)")
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.amp = settings.amp and device.startswith("cuda")
         self.carry = settings.carry_state and self.per_frame and settings.segment_length > 0
@@ -149,8 +152,14 @@ class Trainer:
             self.flush()
 
     def flush(self) -> None:
-        """Take the optimiser step that accumulated gradients wait for (at the end of an epoch too)."""
+        """Take the optimiser step that accumulated gradients wait for (at the end of an epoch too,
+        where fewer than ``grad_accum`` batches may wait: their gradients are rescaled to their mean)."""
         if self.accumulated:
+            accum = self.finetune.grad_accum
+            if self.accumulated < accum:
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(accum / self.accumulated)
             self._update()
             self.optimizer.zero_grad()
             self.accumulated = 0
@@ -270,7 +279,7 @@ def fit(settings: TrainSettings, train: list[Example], *, input_dim: int, output
         monitored = _monitored(trainer, monitor, val, val_units, train_loss)
         history["train_loss"].append(train_loss)
         history["monitored"].append(monitored)
-        history["lr"].append(trainer.optimizer.param_groups[0]["lr"])
+        history["lr"].append(trainer.optimizer.param_groups[-1]["lr"])  # fine-tuning: the head's, not lr_backbone
         schedule.epoch_end(monitored)
         if is_better(monitored, progress["best"], mode):
             progress.update(best=monitored, best_epoch=epoch)

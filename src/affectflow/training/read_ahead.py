@@ -54,6 +54,9 @@ def prefetched(batches: Sequence[Sequence], read: Callable | None = None, worker
         # as the features stage's crop loader: a forked worker never reconfigures OpenCV's pool
         multiprocessing_context="fork" if workers else None,
         timeout=WORKER_TIMEOUT_S if workers else 0,
+        # the workers' base seed from a generator of its own: the global one, which dropout draws
+        # from, stays where reading inline leaves it (the same model either way)
+        generator=torch.Generator(),
     )
     return iter(loader)
 

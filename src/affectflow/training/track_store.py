@@ -112,7 +112,7 @@ class TrackStore:
             self.array.flush()
 
     def track(self, i: int) -> np.ndarray:
-        """Track ``i``'s stored rows (a view of the array, not normalised)."""
+        """Track ``i``'s stored rows (a view of the array; normalised once :meth:`normalise` ran)."""
         start, steps = self.rows[i]
         return self.array[start : start + steps]
 

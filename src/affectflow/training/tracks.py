@@ -80,6 +80,8 @@ class FoldTracks:
 
     def mean_std(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """The feature mean and standard deviation over the steps of ``ids`` (read first if need be)."""
+        if self.mean is not None:
+            raise RuntimeError("the tracks are normalised already: their statistics come first")
         self.load(ids)
         return fold_mean_std(self.stores, ids)
 
