@@ -21,7 +21,8 @@ from affectflow.report.curves import history_table, learning_curves_figure, read
 from affectflow.scoring import score_arrays
 from affectflow.training import checkpoints
 from affectflow.training.fold import _holdout, train_fold
-from affectflow.training.loop import Interrupted, Trainer, fit, predict
+from affectflow.training.inference import predict
+from affectflow.training.loop import Interrupted, Trainer, fit
 from affectflow.training.monitor import Monitor, parse_monitor, validation_score
 from affectflow.training.predict import predict_fold
 from affectflow.training.schedules import Schedule, create_optimizer

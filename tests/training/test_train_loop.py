@@ -12,7 +12,8 @@ import torch
 from affectflow.metrics import ccc_per_target, mean_f1, mean_pearson
 from affectflow.training import checkpoints
 from affectflow.training.batching import length_batches, padding_fraction, random_batches, segments, subsample
-from affectflow.training.loop import Interrupted, Trainer, fit, predict
+from affectflow.training.inference import predict
+from affectflow.training.loop import Interrupted, Trainer, fit
 from affectflow.training.schedules import Schedule, create_optimizer
 from affectflow.training.sequences import Example
 from affectflow.training.settings import TrainSettings, settings_from_run

@@ -13,7 +13,8 @@ from test_train_loop import one_thread  # noqa: F401  (autouse: one intra-op thr
 
 from affectflow.training import loop
 from affectflow.training.batching import pad
-from affectflow.training.loop import Trainer, collate, predict
+from affectflow.training.inference import predict
+from affectflow.training.loop import Trainer, collate
 from affectflow.training.sequences import Example
 from affectflow.training.settings import TrainSettings
 

@@ -21,7 +21,7 @@ import torch
 from affectflow.runtime.atomic import atomic_path
 from affectflow.training.batching import subsample_rows
 from affectflow.training.frames import frame_targets, frames_at_steps, steps_for_frames
-from affectflow.training.loop import predict
+from affectflow.training.inference import predict
 from affectflow.training.sequences import ShardPaths
 from affectflow.training.settings import TrainSettings
 from affectflow.training.track_store import TrackIndex, TrackStore, TrackView, fold_mean_std, index_tracks, store_tracks
