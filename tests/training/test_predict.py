@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+import affectflow.training.clip_tracks as clip_tracks_module
 import affectflow.training.fold as fold_module
 from affectflow.data import write_manifest
 from affectflow.h5store import ShardWriter
@@ -134,14 +135,14 @@ def test_a_clip_fold_predicts_the_test_clips_as_the_trained_model_does(clip_data
 def test_training_neither_reads_nor_predicts_test_rows(clip_data, tmp_path, monkeypatch):
     manifest, shards, test_shards, _ = clip_data
     loaded = []
-    real_load = fold_module.load_tracks
+    real_load = clip_tracks_module.load_tracks  # what fold_tracks calls for a run on features
 
     def spy(table, *args, **kwargs):
         tracks = real_load(table, *args, **kwargs)
         loaded.append((set(table["id"]), tracks))
         return tracks
 
-    monkeypatch.setattr(fold_module, "load_tracks", spy)
+    monkeypatch.setattr(clip_tracks_module, "load_tracks", spy)
     settings = TrainSettings(model="gru", model_params={"hidden": 8}, epochs=2, batch_size=4, seed=1)
     # every shard, test clips included, and the test rows in the manifest: both are ignored
     train_fold(manifest, shards + test_shards, 1, tmp_path / "all", targets=EMI, k_folds=2, settings=settings)

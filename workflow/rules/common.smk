@@ -5,7 +5,12 @@ import os
 from affectflow.config import check_config
 from affectflow.config.names import registered
 from affectflow.config.resources import rule_resources
-from affectflow.config.runs import run_backbones, run_folds
+from affectflow.config.runs import (
+    finetune_input,
+    finetune_weights,
+    run_backbones,
+    run_folds,
+)
 from affectflow.data import dataset_options
 from affectflow.data.listing import LABELLED, TEST, TEST_SHARD_PREFIX, read_listing
 from affectflow.features.signature import cached_feature_signature
@@ -95,17 +100,33 @@ def feature_inputs(wildcards):
 
 
 def run_feature_shards(partition, backbones=run_backbones):
-    """The feature shards of a run's backbones over one partition's shards (labelled: training;
-    test: prediction): a function of the wildcards for a rule's input."""
+    """What a run reads over one partition's shards (labelled: training; test: prediction): the
+    feature shards of its backbones, or for a fine-tuning run its faces shards (finetune.input
+    crops) or media shards (audio). A function of the wildcards for a rule's input."""
 
     def shards(wildcards):
-        return expand(
-            rules.features.output.shard,
-            backbone=backbones(RUNS[wildcards.run]),
-            s=LISTING.partition_shards(partition),
-        )
+        run = RUNS[wildcards.run]
+        wanted = LISTING.partition_shards(partition)
+        source = finetune_input(run)
+        if source == "crops":
+            return expand(rules.faces.output.shard, detector=FACES["detector"], s=wanted)
+        if source == "audio":
+            return expand(rules.media.output.shard, s=wanted)
+        return expand(rules.features.output.shard, backbone=backbones(run), s=wanted)
 
     return shards
+
+
+def encoder_weights(wildcards):
+    """A fine-tuning run's starting weights (its backbone entry's) and their signature (checksum
+    included: new weights re-run the run); empty for a run on cached features."""
+    run = RUNS[wildcards.run]
+    weights = finetune_weights(run, config["features"])
+    backbone = run["backbone"]
+    signature = (
+        cached_feature_signature(backbone, config["features"][backbone]) if weights else {}
+    )
+    return {"weights": weights, "signature": signature}
 
 
 def fold_count(run):

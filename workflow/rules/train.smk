@@ -7,6 +7,7 @@ from affectflow.training.recipes import resolve_run
 rule train:
     input:
         manifest=rules.manifest.output.manifest,
+        # feature shards; a fine-tuning run's faces or media shards
         features=run_feature_shards(LABELLED),
         frame_labels=frame_label_inputs(),
         # 001: fold k of a fused run starts from fold k's model of each unimodal run it names
@@ -37,6 +38,8 @@ rule train:
         seed=SEED,
         k_folds=K_FOLDS,
         task=TASK.name,
+        # a fine-tuning run: the weights its encoder starts from (its backbone entry's)
+        encoder=encoder_weights,
     script:
         "../scripts/train.py"
 

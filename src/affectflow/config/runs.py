@@ -40,8 +40,9 @@ from affectflow.training.branch_init import BRANCH_KEYS, BRANCH_PARAMS, branch_r
 from affectflow.training.recipes import resolve_run
 from affectflow.training.settings import settings_from_run
 
-__all__ = ["branch_model_paths", "check_branch_inits", "check_mask_augment", "check_runs", "modality_backbones",
-           "run_backbones", "run_folds", "without_branch_keys"]
+__all__ = ["branch_model_paths", "check_branch_inits", "check_finetune", "check_mask_augment", "check_runs",
+           "finetune_input", "finetune_weights", "modality_backbones", "run_backbones", "run_folds",
+           "without_branch_keys"]
 
 _PROBE_WIDTH = 4  # input width per modality of the structure check (widths are not known at start)
 _PROBE_K = 2  # a fold count for checking a fold scheme's name (the count does not matter)
@@ -58,6 +59,58 @@ def run_backbones(run: Mapping) -> list[str]:
     backbones = modality_backbones(run)
     masked = resolve_run(run).get("mask_augment", {}).values()  # the run's own, else its recipe's
     return backbones + [b for b in masked if b not in backbones]
+
+
+def finetune_input(run: Mapping) -> str | None:
+    """What a fine-tuning run reads (its ``finetune`` block's ``input``: ``crops`` from the faces
+    shards, ``audio`` from the media shards); None for a run on cached features."""
+    block = resolve_run(dict(run)).get("finetune") or {}
+    return block.get("input") if isinstance(block, Mapping) else None
+
+
+#: The face-crop / audio input each modality of a features backbone gives a fine-tuning run.
+_INPUT_OF_MODALITY = {"visual": "crops", "audio": "audio"}
+
+
+def finetune_weights(run: Mapping, features: Mapping) -> str:
+    """The weights a fine-tuning run's encoder starts from: its backbone entry's ``weights`` (a
+    weights manifest entry or a path; the backbone's default when the entry sets none); "" for a
+    run on cached features or a backbone without weights (the encoder then starts from random ones)."""
+    import inspect
+
+    from affectflow.features import BACKBONES  # registers the built-in backbones
+
+    if not finetune_input(run):
+        return ""
+    entry = features.get(run["backbone"]) or {}
+    if entry.get("weights"):
+        return str(entry["weights"])
+    default = inspect.signature(BACKBONES.get(entry.get("backbone", run["backbone"]))).parameters.get("weights")
+    return str(default.default) if default is not None and isinstance(default.default, str) else ""
+
+
+def check_finetune(name: str, run: Mapping, features: Mapping) -> None:
+    """A fine-tuning run must name a configured backbone entry of its input's modality (face
+    crops: a visual backbone; audio: an audio one), whose weights its encoder starts from."""
+    from affectflow.features import BACKBONES  # registers the built-in backbones
+
+    source = finetune_input(run)
+    if source is None:
+        return
+    where = f"train.runs.{name}"
+    if run.get("fuse_with") or run.get("init_branches"):
+        raise ValueError(f"{where}: a fine-tuning run reads one input ({source}); fuse its features downstream "
+                         "(a features entry with backbone finetuned) instead of fuse_with / init_branches")
+    backbone = run["backbone"]
+    if backbone not in features:
+        raise ValueError(f"{where}.backbone: {backbone!r} is not configured under features "
+                         f"(configured: {', '.join(features) or 'none'}); a fine-tuning run names the entry whose "
+                         "weights its encoder starts from")
+    entry = features[backbone] or {}
+    modality = getattr(BACKBONES.get(entry.get("backbone", backbone)), "modality", None)
+    if _INPUT_OF_MODALITY.get(modality) != source:
+        raise ValueError(f"{where}: finetune.input {source} needs a backbone of modality "
+                         f"{'visual' if source == 'crops' else 'audio'}, but features.{backbone} is {modality}")
 
 
 def run_folds(run: dict, k_folds: int) -> int:
@@ -84,6 +137,7 @@ def check_runs(train_config: dict, features: dict | None = None) -> None:
                                  f"(configured: {', '.join(features) or 'none'})")
         if features is not None:
             check_mask_augment(name, run["backbone"], s.mask_augment, features)
+            check_finetune(name, run, features)
 
 
 def _check_modalities(name: str, run: Mapping, settings) -> None:

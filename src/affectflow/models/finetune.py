@@ -88,6 +88,7 @@ class ResNet18SpatialEncoder(nn.Module):
     """
 
     out_dim = 256
+    weights_param = "weights_path"  # the parameter naming a run's starting weights
 
     def __init__(self, weights_path: str | os.PathLike | None = None, image_size: int = 112, spatial_layers: int = 4,
                  spatial_heads: int = 4, dropout: float = 0.1) -> None:
@@ -109,6 +110,10 @@ class ResNet18SpatialEncoder(nn.Module):
         if frames.ndim != 4 or frames.shape[1] != 3 or not frames.is_floating_point():
             raise ValueError(f"ResNet18SpatialEncoder takes (N, 3, H, W) float frames, not {tuple(frames.shape)} "
                              f"{frames.dtype}")
+        if tuple(frames.shape[-2:]) != (self.image_size, self.image_size):
+            # its positions are learnt per token of an image_size map: another size has other tokens
+            raise ValueError(f"ResNet18SpatialEncoder reads {self.image_size} px frames, not "
+                             f"{tuple(frames.shape[-2:])}: set the run's finetune.size to the encoder's image_size")
         # The same computation as 001's model (same attribute names), so the two cannot drift apart.
         return SpatialAttentionResNet18.frame_features(self, frames)
 
@@ -124,6 +129,8 @@ class Wav2Vec2VadEncoder(nn.Module):
     no-op on input already standardised). In training mode the model's own SpecAugment masking
     and layer drop apply, as its config sets them. Padded frames are zeros.
     """
+
+    weights_param = "weights_dir"  # the parameter naming a run's starting weights
 
     def __init__(self, weights_dir: str | os.PathLike | None = None, *, model: nn.Module | None = None,
                  normalize: bool = True) -> None:

@@ -23,6 +23,9 @@ SMALL_MODEL_PARAMS = {
     "head_hidden": [16], "spatial_layers": 1,
 }
 SMALL_TRAINING = {"epochs": 2, "batch_size": 4}
+# A fine-tuning run's encoder and inputs: 4 frames of 32 px crops, one spatial Transformer block.
+SMALL_ENCODER_PARAMS = {"image_size": 32, "spatial_layers": 1}
+SMALL_CROPS = {"frames": 4, "size": 32}
 
 
 def tiny_features(features: dict, weights_dir: str | Path) -> dict:
@@ -39,12 +42,23 @@ def tiny_features(features: dict, weights_dir: str | Path) -> dict:
     return out
 
 
+def _shrunk(params: dict, small: dict) -> dict:
+    """``params`` with the keys of ``small`` it already has replaced."""
+    return {**params, **{k: v for k, v in small.items() if k in params}}
+
+
 def tiny_run(run: dict) -> dict:
-    """A config run with the recipe's model shrunk and two epochs of training."""
+    """A config run with the recipe's model shrunk and two epochs of training; a fine-tuning run's
+    temporal model, encoder and crops shrunk too."""
     resolved = resolve_run(run)
     params = resolved.get("model_params", {})
     small = {k: v for k, v in SMALL_MODEL_PARAMS.items() if k in params}
-    return {**run, **SMALL_TRAINING, "model_params": {**run.get("model_params", {}), **small}}
+    out = {**run, **SMALL_TRAINING, "model_params": {**run.get("model_params", {}), **small}}
+    if resolved.get("finetune"):
+        out["model_params"]["temporal_params"] = _shrunk(params.get("temporal_params", {}), SMALL_MODEL_PARAMS)
+        out["model_params"]["encoder_params"] = _shrunk(params.get("encoder_params", {}), SMALL_ENCODER_PARAMS)
+        out["finetune"] = _shrunk(resolved["finetune"], SMALL_CROPS if resolved["finetune"]["input"] == "crops" else {})
+    return out
 
 
 def tiny_recipe_config(recipe: dict, *, data_root: str | Path, weights_dir: str | Path, name: str | None = None,

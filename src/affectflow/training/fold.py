@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from affectflow.config.runs import modality_backbones, run_backbones
+from affectflow.config.runs import finetune_input, modality_backbones, run_backbones
 from affectflow.data import read_manifest
 from affectflow.data.folds import LABELLED_SPLITS, TEST_FOLD, TRAIN_ONLY, group_keys, make_folds
 from affectflow.models import takes_modality_dims
@@ -32,11 +32,13 @@ from affectflow.tasks import task_spec
 from affectflow.training import checkpoints
 from affectflow.training.augment import masked_copies, masked_layouts
 from affectflow.training.branch_init import with_branch_checkpoints
+from affectflow.training.clip_tracks import fold_tracks
+from affectflow.training.encoder_weights import with_encoder_weights
 from affectflow.training.loop import fit
 from affectflow.training.monitor import OFFICIAL_VAL_SPLIT, task_metric
 from affectflow.training.sequences import Example, ShardPaths, shards_by_backbone
 from affectflow.training.settings import FRAME_TASKS, TrainSettings, recorded_settings, settings_from_run
-from affectflow.training.tracks import FoldTracks, Predictor, load_tracks, write_table
+from affectflow.training.tracks import FoldTracks, Predictor, write_table
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,8 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     metric = metric or task_metric(settings.task)
     out_dir = Path(out_dir)
     manifest = _labelled_folds(manifest, settings, k_folds)
-    tracks = load_tracks(manifest, shard_paths, targets, per_frame=per_frame, frame_labels=frame_labels,
-                         loader=settings.loader)
+    tracks = fold_tracks(manifest, shard_paths, targets, settings=settings, per_frame=per_frame,
+                         frame_labels=frame_labels)
     settings = _with_modality_dims(settings, tracks.dims)  # what config.json records (the run's seed)
     labelled = manifest[manifest["fold"] != TEST_FOLD]
     fit_ids = _fit_ids(labelled, fold, tracks)
@@ -125,7 +127,7 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
 def train_fold_job(manifest: str | os.PathLike, feature_shards: Iterable[str | os.PathLike], fold: int,
                    out_dir: str | os.PathLike, *, task: str, run: dict, seed: int, k_folds: int,
                    frame_labels: str | os.PathLike | None = None,
-                   branch_models: Iterable[str | os.PathLike] = ()) -> dict:
+                   branch_models: Iterable[str | os.PathLike] = (), encoder_weights: str = "") -> dict:
     """Train fold ``fold`` of a config ``run`` on data set task ``task``: what the training rule runs.
 
     Reads the manifest and (per-frame tasks) the frame label table ``frame_labels`` (csv), groups
@@ -139,9 +141,14 @@ def train_fold_job(manifest: str | os.PathLike, feature_shards: Iterable[str | o
     run = {"task": spec.name, **run}  # the data set's task unless the run says
     # init_branches (Yu et al. 2023, 001): this fold's unimodal models go to the fusion model's branches
     run = with_branch_checkpoints(run, [str(p) for p in branch_models])
-    settings = settings_from_run(run, seed=seed)
-    grouped = shards_by_backbone(list(feature_shards), run_backbones(run))
-    shard_paths = {b: grouped[b] for b in modality_backbones(run)}
+    if finetune_input(run):
+        run = with_encoder_weights(run, encoder_weights)
+        settings = settings_from_run(run, seed=seed)
+        grouped, shard_paths = {}, [str(p) for p in feature_shards]  # faces or media shards
+    else:
+        settings = settings_from_run(run, seed=seed)
+        grouped = shards_by_backbone(list(feature_shards), run_backbones(run))
+        shard_paths = {b: grouped[b] for b in modality_backbones(run)}
     return train_fold(
         read_manifest(manifest),
         shard_paths,

@@ -21,16 +21,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from affectflow.config.runs import modality_backbones
+from affectflow.config.runs import finetune_input, modality_backbones
 from affectflow.data import read_manifest
 from affectflow.models import create_model
 from affectflow.runtime.device import pick_device
 from affectflow.tasks import task_spec
 from affectflow.training import checkpoints
 from affectflow.training.branch_init import BRANCH_PARAMS
+from affectflow.training.clip_tracks import fold_tracks
 from affectflow.training.sequences import ShardPaths, shards_by_backbone
 from affectflow.training.settings import FRAME_TASKS, TrainSettings, settings_from_run
-from affectflow.training.tracks import Predictor, load_tracks, write_table
+from affectflow.training.tracks import Predictor, write_table
 
 __all__ = ["load_fold_model", "predict_fold", "predict_fold_job", "settings_from_config"]
 
@@ -123,7 +124,8 @@ def predict_fold(model_pt: str | os.PathLike, config_json: str | os.PathLike, cl
     device = device or pick_device(settings.device)  # the one load_fold_model chose
     per_frame = settings.task in FRAME_TASKS
     _check_backbones(shard_paths, config_json)
-    tracks = load_tracks(clips, shard_paths, targets, per_frame=per_frame, loader=loader)
+    tracks = fold_tracks(clips, shard_paths, targets, settings=dataclasses.replace(settings, loader=loader),
+                         per_frame=per_frame)
     widths = tracks.widths()
     if widths - {len(mean)}:
         groups = shard_paths.values() if isinstance(shard_paths, dict) else [shard_paths]
@@ -152,7 +154,8 @@ def predict_fold_job(model_pt: str | os.PathLike, config_json: str | os.PathLike
 
     Reads the test manifest, groups ``feature_shards`` by the run's backbones (``backbone``, then
     ``fuse_with``; the face-masked copies of ``mask_augment`` only serve training: not needed, and
-    ignored if given) and calls :func:`predict_fold`. ``task`` (the data set's) is checked against the fold's
+    ignored if given; for a fine-tuning run they are its faces or media shards) and calls
+    :func:`predict_fold`. ``task`` (the data set's) is checked against the fold's
     ``config.json``. An empty test manifest reads no shard and writes a header-only table.
     """
     spec = task_spec(task)
@@ -162,6 +165,8 @@ def predict_fold_job(model_pt: str | os.PathLike, config_json: str | os.PathLike
     if trained_task != run["task"]:
         raise ValueError(f"{config_json}: a model of task {trained_task!r}, but run {run['task']!r} is asked for")
     shard_paths: ShardPaths = []
-    if len(clips):
+    if finetune_input(run):
+        shard_paths = [str(p) for p in feature_shards]  # a fine-tuned model reads faces or media shards
+    elif len(clips):
         shard_paths = shards_by_backbone(list(feature_shards), modality_backbones(run))
     return predict_fold(model_pt, config_json, clips, shard_paths, out_csv, loader=settings_from_run(run).loader)

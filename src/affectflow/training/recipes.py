@@ -49,6 +49,15 @@ _HALLMEN2024 = {"model": "audio_lstm_mean", "model_params": {"layers": 2, "dropo
                 "loss": "mse", "optimizer": "adamw", "lr": 1e-4, "batch_size": 32, "max_steps": 599, "epochs": 30,
                 "scheduler": "cosine", "scheduler_params": {"warmup_epochs": 1}, "batching": "bucket"}
 
+# 002 fine-tuned: the Wav2Vec2 VAD model as the encoder of the same head; the audio cut to 12 s. The
+# LSTM's width is the encoder's output (1027), as the frozen recipe's is its features'.
+_HALLMEN2024_FINETUNE = {
+    **_HALLMEN2024, "model": "finetune",
+    "model_params": {"encoder": "wav2vec2_vad", "temporal": "audio_lstm_mean",
+                     "temporal_params": dict(_HALLMEN2024["model_params"])},
+    "finetune": {"input": "audio", "window_s": 12},
+}
+
 RECIPES = MappingProxyType({
     # 000 Yu et al. 2024, EMI: TCN (k=3, 5 layers) -> Transformer (2 blocks, 4 heads, attention
     # dim 128) -> FFN, MSE, Adam 3e-5, batch 128, T = 300, lr halved after 10 stale epochs.
@@ -90,10 +99,19 @@ RECIPES = MappingProxyType({
         "model_params": {**_YU2023_ERI_ENCODER, "pooling": "attention", "head_hidden": [], "sigmoid": True},
         **_YU2023_ERI_TRAINING,
     },
-    # 001's visual branch on face crops (frames, not cached features).
+    # 001's visual branch fine-tuned end to end from face crops (issue 15): the first stages of an
+    # AffectNet ResNet18 ("trained on AffectNet as initialization parameter"; the run's backbone
+    # entry's weights), the feature map's tokens with learnable positions through a spatial
+    # Transformer (dim 256, 4 blocks, 4 heads) and attention pooling per frame, then the branch's
+    # temporal encoder (TCN + Transformer) and head over "32 frames from each sample"; all trained.
     "yu2023_eri_visual": {
-        "model": "spatial_attention_resnet18",
-        "model_params": {"spatial_layers": 4, "spatial_heads": 4, "dim": 128, "tcn_layers": 5},
+        "model": "finetune",
+        "model_params": {"encoder": "resnet18_spatial",
+                         "encoder_params": {"image_size": 112, "spatial_layers": 4, "spatial_heads": 4},
+                         "temporal": "tcn_transformer",
+                         "temporal_params": {**_YU2023_ERI_ENCODER, "pooling": "attention", "head_hidden": [],
+                                             "sigmoid": True}},
+        "finetune": {"input": "crops", "frames": 32, "size": 112},
         **_YU2023_ERI_TRAINING,
     },
     # 002 Hallmen et al. 2024, EMI audio: Wav2Vec2 (1027-d) -> [mean ; last step of a 2-layer
@@ -111,6 +129,15 @@ RECIPES = MappingProxyType({
     # left to validate on and the paper gives neither when it stopped nor how much longer it trained:
     # it trains the stated 30 epochs.
     "hallmen2024_emi_trainval": {**_HALLMEN2024, "fold_scheme": "mix"},
+    # 002 as the paper trains it: "we unfreeze the Wav2Vec 2.0 model together with the pre-trained VAD
+    # module" (Table 1: .262 frozen, .386 unfrozen on validation). The VAD model (the run's backbone
+    # entry's weights) per 20 ms frame, the same LSTM + global mean head, on the first 12 s of audio.
+    "hallmen2024_emi_finetune": {
+        **_HALLMEN2024_FINETUNE,
+        "early_stopping": 5,  # patience not stated
+        "fold_scheme": "official", "monitor": _OFFICIAL_PEARSON,
+    },
+    "hallmen2024_emi_finetune_trainval": {**_HALLMEN2024_FINETUNE, "fold_scheme": "mix"},
     # 003 Liu et al. 2023, VA per frame: Transformer (dim 1024, 4 layers, 4 heads, dropout 0.3),
     # head {512, 256} dropout 0.1, segments of 150, loss 1 - CCC summed over V and A, Adam, 30
     # epochs, 6 folds (train in 5 + val).

@@ -85,6 +85,8 @@ class TrainSettings:
         if (spec is not None) != (self.model == "finetune"):
             raise ValueError("a finetune block goes with model: finetune (a trainable encoder under a temporal model), "
                              f"not model {self.model!r} with finetune {self.finetune!r}")
+        if spec is not None and self.mask_augment:
+            raise ValueError("mask_augment swaps cached features for masked ones: a fine-tuning run reads crops")
         monitor = self.monitor_spec()  # a bad monitor fails here, naming its key
         if monitor is not None and monitor.split != "inner" and self.fold_scheme == "mix":
             # heldout would watch no clip; official would quietly hold the validation split out

@@ -26,7 +26,7 @@ from affectflow.training.sequences import ShardPaths
 from affectflow.training.settings import TrainSettings
 from affectflow.training.track_store import TrackIndex, TrackStore, TrackView, fold_mean_std, index_tracks, store_tracks
 
-__all__ = ["FoldTracks", "Predictor", "load_tracks", "write_table"]
+__all__ = ["FoldTracks", "Predictor", "label_frames", "load_tracks", "write_table"]
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,14 @@ def load_tracks(manifest: pd.DataFrame, shard_paths: ShardPaths, targets: list[s
     usable = {i for i in times if index.steps(i) > 0}
     dims = index.dims if isinstance(shard_paths, dict) and len(shard_paths) > 1 else None
     tracks = FoldTracks(index, times, dims, by_id, per_frame, usable, usable, loader=loader)
-    if not per_frame:
-        return tracks
+    return label_frames(tracks, targets, frame_labels) if per_frame else tracks
+
+
+def label_frames(tracks: FoldTracks, targets: list[str], frame_labels: pd.DataFrame | None) -> FoldTracks:
+    """Put per-frame ``tracks`` on their videos' frame timelines: tracks without a usable frame rate
+    (the manifest's ``fps``) are no longer usable; with ``frame_labels`` (per-frame training) each
+    step gets the label of the frame it shows, and the tracks with a valid label are trainable."""
+    by_id, usable = tracks.by_id, tracks.usable
     # a track whose frame rate could not be probed cannot be put on the frame timeline
     fps_of = pd.to_numeric(by_id["fps"], errors="coerce")
     no_rate = sorted(i for i in usable if not (np.isfinite(fps_of[i]) and fps_of[i] > 0))
@@ -142,7 +148,7 @@ def load_tracks(manifest: pd.DataFrame, shard_paths: ShardPaths, targets: list[s
     if frame_labels is not None:
         tracks.labels_of = {int(i): (g["frame"].to_numpy(np.int64), g[targets].to_numpy(np.float32))
                             for i, g in frame_labels.groupby("id", sort=False)}
-        tracks.step_labels = {i: frame_targets(times[i], tracks.fps(i), *tracks.labels_of[i])
+        tracks.step_labels = {i: frame_targets(tracks.times[i], tracks.fps(i), *tracks.labels_of[i])
                               for i in tracks.usable if i in tracks.labels_of}
         tracks.trainable = {i for i, y in tracks.step_labels.items() if np.isfinite(y).any()}
     return tracks
