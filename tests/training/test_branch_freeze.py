@@ -17,6 +17,7 @@ from affectflow.models import create_model
 from affectflow.training import checkpoints
 from affectflow.training.branch_init import with_branch_checkpoints
 from affectflow.training.loop import Trainer, fit
+from affectflow.training.recipes import resolve_run
 from affectflow.training.sequences import Example
 from affectflow.training.settings import TrainSettings
 
@@ -227,7 +228,14 @@ def test_the_eri_recipe_trains_its_branches_first_and_freezes_them():
     config = yaml.safe_load((REPO / "config" / "recipes" / "eri_yu2023.yaml").read_text())
     runs = config["train"]["runs"]
     fused_run = runs[config["ensemble"]["members"][0]]
-    assert fused_run["freeze_branches"] is True
-    assert [runs[name]["backbone"] for name in fused_run["init_branches"]] == [fused_run["backbone"],
-                                                                              *fused_run["fuse_with"]]
-    check_branch_inits(config["train"], k_folds=config["train"]["k_folds"])
+    assert fused_run["freeze_branches"] is True and fused_run["branch_fold"] == "best"  # "with the highest ρ"
+    visual, audio = fused_run["init_branches"]
+    # the visual modality is the fine-tuned visual branch's own encoder, frozen, from its best fold
+    assert config["features"][fused_run["backbone"]] == {"backbone": "finetuned", "run": visual, "fold": "best"}
+    assert resolve_run(runs[visual])["finetune"]["input"] == "crops"
+    assert runs[audio]["backbone"] == fused_run["fuse_with"][0]
+    check_branch_inits(config["train"], k_folds=config["train"]["k_folds"], features=config["features"])
+    # a fine-tuned branch read through other features is refused, naming the key
+    wrong = {**config["train"], "runs": {**runs, "fused": {**fused_run, "backbone": "resnet18_pool512"}}}
+    with pytest.raises(ValueError, match=r"init_branches\[0\]: run 'visual_branch' fine-tunes its encoder"):
+        check_branch_inits(wrong, k_folds=config["train"]["k_folds"], features=config["features"])

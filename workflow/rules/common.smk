@@ -8,8 +8,10 @@ from affectflow.config.resources import rule_resources
 from affectflow.config.runs import (
     finetune_input,
     finetune_weights,
+    finetuned_fold,
     run_backbones,
     run_folds,
+    with_finetuned_models,
 )
 from affectflow.data import dataset_options
 from affectflow.data.listing import LABELLED, TEST, TEST_SHARD_PREFIX, read_listing
@@ -39,6 +41,10 @@ LISTING = read_listing(
 )
 SHARDS = list(LISTING.shards)
 RESULTS = f"results/{DS}"
+# a features entry of a fine-tuned encoder (backbone finetuned) reads its run's fold directory
+config["features"] = with_finetuned_models(
+    config["features"], config["train"]["runs"], f"{RESULTS}/train"
+)
 TASK = task_spec(DATASET["task"])
 FACES = config["faces"]
 RUNS = config["train"]["runs"]
@@ -96,6 +102,15 @@ def feature_inputs(wildcards):
     inputs = {"source": faces if signature["modality"] == "visual" else media}
     if signature.get("timeline") == "frames":
         inputs["frames"] = faces
+    entry = config["features"][wildcards.backbone]
+    if signature["backbone"] == "finetuned":
+        # the fine-tuning run's fold files: a change of the run re-runs its features
+        run, folds = entry["run"], finetuned_fold(entry, fold_count(entry["run"]))
+        inputs["models"] = [
+            path
+            for pattern in (rules.train.output.model, rules.train.output.config, rules.train.output.metrics)
+            for path in expand(pattern, run=run, k=folds)
+        ]
     return inputs
 
 

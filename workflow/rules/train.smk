@@ -11,9 +11,10 @@ rule train:
         features=run_feature_shards(LABELLED),
         frame_labels=frame_label_inputs(),
         # 001: fold k of a fused run starts from fold k's model of each unimodal run it names
-        # (train.runs.<run>.init_branches), which never saw fold k's out-of-fold clips
+        # (train.runs.<run>.init_branches), which never saw fold k's out-of-fold clips; with
+        # branch_fold best, from each run's best-scoring fold (all its folds' files)
         branches=lambda wildcards: branch_model_paths(
-            RUNS[wildcards.run], f"{RESULTS}/train", int(wildcards.k)
+            RUNS[wildcards.run], f"{RESULTS}/train", int(wildcards.k), fold_count
         ),
     output:
         oof=f"{RESULTS}/train/{{run}}/fold{{k}}/oof.csv",

@@ -28,5 +28,5 @@ def check_config(config: Mapping) -> dict:
     check_names(config)
     check_feature_entries(config["features"])  # e.g. a face mask on an audio backbone
     check_runs(without_branch_keys(config["train"]), config["features"])
-    check_branch_inits(config["train"], k_folds=config["train"]["k_folds"])
+    check_branch_inits(config["train"], k_folds=config["train"]["k_folds"], features=config["features"])
     return stage_options(config["faces"], fps=config["media"]["fps"])

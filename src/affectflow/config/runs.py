@@ -33,16 +33,22 @@ fold count and (for seeded schemes) seed; this and the branch structure are chec
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from affectflow.data.folds import n_folds
-from affectflow.training.branch_init import BRANCH_KEYS, BRANCH_PARAMS, branch_runs, check_freeze_needs_init
+from affectflow.training.branch_init import (
+    BRANCH_KEYS,
+    BRANCH_PARAMS,
+    branch_fold,
+    branch_runs,
+    check_freeze_needs_init,
+)
 from affectflow.training.recipes import resolve_run
 from affectflow.training.settings import settings_from_run
 
 __all__ = ["branch_model_paths", "check_branch_inits", "check_finetune", "check_mask_augment", "check_runs",
-           "finetune_input", "finetune_weights", "modality_backbones", "run_backbones", "run_folds",
-           "without_branch_keys"]
+           "finetune_input", "finetune_weights", "finetuned_fold", "modality_backbones", "run_backbones", "run_folds",
+           "with_finetuned_models", "without_branch_keys"]
 
 _PROBE_WIDTH = 4  # input width per modality of the structure check (widths are not known at start)
 _PROBE_K = 2  # a fold count for checking a fold scheme's name (the count does not matter)
@@ -111,6 +117,40 @@ def check_finetune(name: str, run: Mapping, features: Mapping) -> None:
     if _INPUT_OF_MODALITY.get(modality) != source:
         raise ValueError(f"{where}: finetune.input {source} needs a backbone of modality "
                          f"{'visual' if source == 'crops' else 'audio'}, but features.{backbone} is {modality}")
+
+
+def with_finetuned_models(features: Mapping, runs: Mapping, train_dir: str) -> dict:
+    """The ``features`` entries, each ``backbone: finetuned`` one (features of a fine-tuning run's
+    fold encoder, :mod:`affectflow.features.backbones.finetuned`) given the run's directory
+    (``models``, under ``train_dir``) and its ``input``. An entry naming no run, an unknown run or
+    one that does not fine-tune fails naming the key."""
+    out = {}
+    for key, entry in features.items():
+        entry = dict(entry or {})
+        if entry.get("backbone") == "finetuned":
+            run = entry.get("run")
+            if run not in runs:
+                raise ValueError(f"features.{key}.run: {run!r} is not a run of train.runs "
+                                 f"({', '.join(runs) or 'none'}); backbone finetuned reads a fine-tuning run's folds")
+            source = finetune_input(runs[run])
+            if source is None:
+                raise ValueError(f"features.{key}.run: run {run!r} trains on cached features; backbone finetuned "
+                                 "reads the encoder of a fine-tuning run (model finetune)")
+            entry.update(models=f"{train_dir}/{run}", input=source)
+        out[key] = entry
+    return out
+
+
+def finetuned_fold(entry: Mapping, n_folds: int) -> list[int]:
+    """The folds whose files a ``finetuned`` features entry reads: all (``fold: best`` chooses among
+    them by score) or the one it names (which must exist)."""
+    fold = entry.get("fold", "best")
+    if fold == "best":
+        return list(range(n_folds))
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < n_folds:
+        raise ValueError(f"features entry of run {entry.get('run')!r}: fold {fold!r} is not 'best' or one of its "
+                         f"{n_folds} folds")
+    return [fold]
 
 
 def run_folds(run: dict, k_folds: int) -> int:
@@ -184,10 +224,19 @@ def without_branch_keys(train_config: Mapping) -> dict:
     return out
 
 
-def branch_model_paths(run: Mapping, train_dir: str, fold: int) -> list[str]:
-    """Fold ``fold``'s ``model.pt`` of each run named in ``init_branches`` (nulls skipped), under
-    ``train_dir`` (``results/<ds>/train``): the fused run's fold ``fold`` reads exactly these."""
-    return [f"{train_dir}/{name}/fold{fold}/model.pt" for name in branch_runs(run) if name is not None]
+def branch_model_paths(run: Mapping, train_dir: str, fold: int, folds_of: Callable[[str], int] | None = None
+                       ) -> list[str]:
+    """The ``model.pt`` files of the runs named in ``init_branches`` (nulls skipped), under
+    ``train_dir`` (``results/<ds>/train``), that the fused run's fold ``fold`` reads: each run's fold
+    ``fold``, or with ``branch_fold: best`` every fold of each (``folds_of(run name)`` folds), among
+    which the training job takes the best-scoring one."""
+    names = [name for name in branch_runs(run) if name is not None]
+    if branch_fold(run) == "same":
+        return [f"{train_dir}/{name}/fold{fold}/model.pt" for name in names]
+    if folds_of is None:
+        raise ValueError("branch_fold best: branch_model_paths needs folds_of (each named run's fold count)")
+    return [f"{train_dir}/{name}/fold{k}/{file}" for name in names for k in range(folds_of(name))
+            for file in ("model.pt", "metrics.json")]
 
 
 def _model_params(resolved: dict) -> dict:
@@ -236,16 +285,22 @@ def _check_branch_fit(where: str, name: str, other: str, theirs: dict, fused, br
                          f"{name!r} ({fused.fusion} with its encoder params): {why}")
 
 
-def check_branch_inits(train_config: Mapping, *, k_folds: int) -> None:
+def check_branch_inits(train_config: Mapping, *, k_folds: int, features: Mapping | None = None) -> None:
     """Fail at workflow start, naming the key, for an ``init_branches`` that names an unknown run,
     a run on another backbone (or fused itself), the wrong number of entries, a run whose folds
     differ from the fused run's (its model would have seen the fold's out-of-fold clips), or a
     run whose model does not fit the branch; and for ``freeze_branches`` without ``init_branches``.
-    ``k_folds`` and ``train_config``'s ``seed`` are the config's, for runs that set none."""
+    ``k_folds`` and ``train_config``'s ``seed`` are the config's, for runs that set none. A branch
+    run that fine-tunes its encoder must be read through a ``finetuned`` features entry of
+    ``features`` (the config's, when given)."""
     runs = train_config["runs"]
     for name, run in runs.items():
         key = f"train.runs.{name}.init_branches"
         check_freeze_needs_init(run, f"train.runs.{name}.freeze_branches")
+        try:
+            branch_fold(run)
+        except ValueError as err:
+            raise ValueError(f"train.runs.{name}: {err}") from None
         if "init_branches" not in run:
             continue
         names = run["init_branches"]
@@ -267,6 +322,15 @@ def check_branch_inits(train_config: Mapping, *, k_folds: int) -> None:
             if other == name:
                 raise ValueError(f"{where}: a run cannot initialise itself")
             source = runs[other]
+            if finetune_input(source) is not None:
+                # a fine-tuned branch: the modality reads its encoder's features; its temporal model
+                # is the branch (checked when loaded: the encoder's width is known only then)
+                entry = (features or {}).get(backbone) or {}
+                if features is not None and (entry.get("backbone") != "finetuned" or entry.get("run") != other):
+                    raise ValueError(f"{where}: run {other!r} fine-tunes its encoder: modality {i} of {name!r} must "
+                                     f"read its features (a features entry {{backbone: finetuned, run: {other}}}), "
+                                     f"not {backbone!r}")
+                continue
             if modality_backbones(source) != [backbone]:
                 raise ValueError(f"{where}: run {other!r} reads {modality_backbones(source)}, but modality {i} of "
                                  f"{name!r} is {backbone!r}; name a run on backbone {backbone!r} alone")

@@ -266,6 +266,17 @@ class FinetuneModel(nn.Module):
         return self.temporal(h, steps, **temporal_kwargs)
 
 
+def temporal_state(state_dict: dict) -> dict:
+    """The temporal model's part of a :class:`FinetuneModel`'s ``state_dict`` (``temporal.`` stripped);
+    any other model's ``state_dict`` as it is. A fine-tuned model is told by its keys: all under
+    ``encoder.`` or ``temporal.``, some under ``temporal.``."""
+    keys = list(state_dict)
+    if keys and all(k.startswith(("encoder.", "temporal.")) for k in keys) and any(k.startswith("temporal.")
+                                                                                    for k in keys):
+        return {k[len("temporal."):]: v for k, v in state_dict.items() if k.startswith("temporal.")}
+    return state_dict
+
+
 @MODELS.register("finetune")
 def finetune(*, input_dim: int, output_dim: int, encoder: str, encoder_params: dict | None = None, temporal: str,
              temporal_params: dict | None = None, checkpointing: bool = False) -> FinetuneModel:

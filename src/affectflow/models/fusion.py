@@ -29,6 +29,7 @@ from affectflow.models.blocks import (
     masked_mean,
     modality_dropout,
 )
+from affectflow.models.finetune import temporal_state
 from affectflow.models.registry import MODELS, multimodal
 from affectflow.models.temporal import EncoderStack, SequenceModel, build_encoder_stack, head_options
 from affectflow.training import checkpoints
@@ -41,11 +42,14 @@ BRANCH_KEY_MAP = {"late_encoders": ("encoder.", "encoders"), "late_predictions":
 
 def unimodal_branch_state(state_dict: dict, fusion: str) -> dict:
     """The part of a unimodal model's ``state_dict`` that a ``fusion`` branch takes, with the
-    unimodal prefix stripped (see :data:`BRANCH_KEY_MAP`)."""
+    unimodal prefix stripped (see :data:`BRANCH_KEY_MAP`). A fine-tuned model's branch is its
+    temporal model (:func:`~affectflow.models.finetune.temporal_state`): the fused run reads its
+    encoder's outputs as features."""
     if fusion not in BRANCH_KEY_MAP:
         raise ValueError(f"fusion {fusion!r} has no per-modality branches; branches exist for "
                          f"{', '.join(BRANCH_KEY_MAP)}")
     prefix = BRANCH_KEY_MAP[fusion][0]
+    state_dict = temporal_state(state_dict)
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 

@@ -35,6 +35,9 @@ def tiny_features(features: dict, weights_dir: str | Path) -> dict:
     out = {}
     for key, entry in features.items():
         name = entry.get("backbone", key)
+        if name == "finetuned":  # a fine-tuning run's encoder: shrunk with the run
+            out[key] = dict(entry)
+            continue
         if name not in BACKBONES:
             raise KeyError(f"features.{key}: unknown backbone {name!r}")
         kept = {k: v for k, v in entry.items() if k in SIGNATURE_KEYS}

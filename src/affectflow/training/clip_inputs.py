@@ -30,7 +30,7 @@ from affectflow.faces.crop import decode_jpeg
 from affectflow.features.backbones.torch_image import IMAGENET_MEAN, IMAGENET_STD
 from affectflow.h5store import clip_groups, open_shard, read_file_attrs, shard_errors
 
-__all__ = ["AudioClip", "CropClip", "audio_clips", "close_handles", "crop_clips", "uniform_frames"]
+__all__ = ["AudioClip", "CropClip", "audio_clips", "close_handles", "crop_clips", "crops_tensor", "uniform_frames"]
 
 #: Added to the variance before its square root, as Wav2Vec2FeatureExtractor(do_normalize=True) does.
 AUDIO_NORM_EPS = 1e-7
@@ -129,26 +129,31 @@ class CropClip:
                              f"JPEG ({len(blob)} bytes); re-run the faces stage") from err
 
     def read(self) -> torch.Tensor:
-        """The crops as a float32 (T, 3, size, size) tensor: resized (bilinear, antialiased) when their
-        size differs, scaled to [0, 1] and normalised with the clip's mean and std."""
-        size = self.size
-        images = self.images()
-        if not images:
-            return torch.zeros((0, 3, size, size), dtype=torch.float32)
-        # crops of one shard share a size (one batch); a stray one is resized on its own
-        groups = [images] if len({im.shape for im in images}) == 1 else [[im] for im in images]
-        parts = []
-        for group in groups:
-            x = torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).float().div_(255.0)
-            if x.shape[-2:] != (size, size):
-                # as TorchImageBackbone.embed resizes: the fine-tuned backbone sees what the cached one saw
-                x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                                                    antialias=True)
-            parts.append(x)
-        x = parts[0] if len(parts) == 1 else torch.cat(parts)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return x.sub_(mean).div_(std).contiguous()
+        """The crops as a float32 (T, 3, size, size) tensor: :func:`crops_tensor` of :meth:`images`."""
+        return crops_tensor(self.images(), size=self.size, mean=self.mean, std=self.std)
+
+
+def crops_tensor(images: Sequence[np.ndarray], *, size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB crops as a float32 (N, 3, size, size) tensor: resized (bilinear,
+    antialiased) when their size differs, scaled to [0, 1] and normalised with ``mean`` and ``std``;
+    what a fine-tuned encoder reads, in training and when its features are dumped."""
+    if not len(images):
+        return torch.zeros((0, 3, size, size), dtype=torch.float32)
+    # crops of one shard share a size (one batch); a stray one is resized on its own
+    groups = [images] if len({im.shape for im in images}) == 1 else [[im] for im in images]
+    parts = []
+    for group in groups:
+        x = torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-2:] != (size, size):
+            # as TorchImageBackbone.embed resizes: the fine-tuned backbone sees what the cached one saw
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                                antialias=True)
+        parts.append(x)
+    x = parts[0] if len(parts) == 1 else torch.cat(parts)
+    mean = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std).contiguous()
 
 
 def uniform_frames(valid: np.ndarray, frames: int) -> np.ndarray:

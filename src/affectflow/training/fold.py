@@ -97,7 +97,7 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
     train_ids, val_ids, monitored = _validation_split(labelled, fold, fit_ids, oof_ids, tracks, s)
 
     tracks.load(train_ids + val_ids)  # the tracks fitting reads; the out-of-fold ones when predicted
-    mean, std = tracks.mean_std(train_ids)
+    mean, std = _kept_raw(*tracks.mean_std(train_ids), s.normalise, tracks.dims)
     copies = masked_copies(s, masked_shards, train_ids, tracks, targets, mean=mean, std=std)
     tracks.normalise(mean, std)
     device = pick_device(s.device)
@@ -168,6 +168,21 @@ def _with_modality_dims(settings: TrainSettings, dims: list[int] | None) -> Trai
     if dims is not None and "modality_dims" not in settings.model_params and takes_modality_dims(settings.model):
         return dataclasses.replace(settings, model_params={**settings.model_params, "modality_dims": dims})
     return settings
+
+
+def _kept_raw(mean: np.ndarray, std: np.ndarray, normalise: bool | list, dims: list[int] | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's statistics with the columns that stay unstandardised set to mean 0, std 1: all
+    (``normalise`` false), none (true), or those of each fused modality whose entry is false."""
+    if normalise is True or not len(mean):
+        return mean, std
+    keep = np.zeros(len(mean), bool)
+    if normalise is not False:
+        widths = dims or [len(mean)]
+        if len(normalise) != len(widths):
+            raise ValueError(f"normalise {normalise} has {len(normalise)} entries for {len(widths)} modalities")
+        keep = np.repeat(np.asarray(normalise, bool), widths)
+    return np.where(keep, mean, 0).astype(mean.dtype), np.where(keep, std, 1).astype(std.dtype)
 
 
 def _fit_ids(labelled: pd.DataFrame, fold: int, tracks: FoldTracks) -> list[int]:

@@ -70,6 +70,10 @@ class TrainSettings:
     # train the backbone too (model: finetune): what the run reads and how; see
     # affectflow.training.finetune_spec. Empty: the run trains on cached features.
     finetune: dict = field(default_factory=dict)
+    # standardise the features with the fold's training statistics: true (every column), false
+    # (none), or one bool per fused modality (backbone, then fuse_with): a frozen fine-tuned branch
+    # (init_branches) reads its encoder's outputs as they were in training, unstandardised
+    normalise: bool | list = True
 
     def __post_init__(self) -> None:
         if self.task not in CLIP_TASKS + FRAME_TASKS:
@@ -87,6 +91,11 @@ class TrainSettings:
                              f"not model {self.model!r} with finetune {self.finetune!r}")
         if spec is not None and self.mask_augment:
             raise ValueError("mask_augment swaps cached features for masked ones: a fine-tuning run reads crops")
+        if not isinstance(self.normalise, bool) and not (
+                isinstance(self.normalise, (list, tuple)) and self.normalise
+                and all(isinstance(v, bool) for v in self.normalise)):
+            raise ValueError(f"normalise must be true, false or a list of them (one per modality), "
+                             f"not {self.normalise!r}")
         monitor = self.monitor_spec()  # a bad monitor fails here, naming its key
         if monitor is not None and monitor.split != "inner" and self.fold_scheme == "mix":
             # heldout would watch no clip; official would quietly hold the validation split out
@@ -141,4 +150,6 @@ def recorded_settings(settings: TrainSettings) -> dict:
     for key in ("monitor", "finetune"):  # empty: as written before runs had the key
         if not recorded[key]:
             del recorded[key]
+    if recorded["normalise"] is True:  # the default, as written before runs had the key
+        del recorded["normalise"]
     return recorded

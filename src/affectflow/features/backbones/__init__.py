@@ -9,6 +9,7 @@ from affectflow.features.backbones import (  # noqa: F401
     ecapa,
     fbank,
     fer_tflite,
+    finetuned,
     iresnet,
     landmarks,
     mae,
