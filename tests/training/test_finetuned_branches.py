@@ -56,7 +56,8 @@ def test_every_fused_fold_loads_the_best_fold_temporal_model_as_its_branch(tmp_p
     run = {"backbone": "visual_ft", "fuse_with": ["mfcc"], "init_branches": ["visual", None],
            "freeze_branches": True, "branch_fold": "best"}
     paths = branch_model_paths(run, str(train), 0, folds_of=lambda name: 3)
-    assert sorted(paths) == sorted(f"{train}/visual/fold{k}/{f}" for k in range(3) for f in ("model.pt", "metrics.json"))
+    files = ("model.pt", "metrics.json")
+    assert sorted(paths) == sorted(f"{train}/visual/fold{k}/{f}" for k in range(3) for f in files)
     assert branch_model_paths(run, str(train), 2, folds_of=lambda name: 3) == paths  # the same for every fold
     resolved = with_branch_checkpoints(run, paths)
     assert resolved["model_params"]["branch_checkpoints"] == [f"{train}/visual/fold1/model.pt", None]

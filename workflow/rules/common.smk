@@ -108,7 +108,11 @@ def feature_inputs(wildcards):
         run, folds = entry["run"], finetuned_fold(entry, fold_count(entry["run"]))
         inputs["models"] = [
             path
-            for pattern in (rules.train.output.model, rules.train.output.config, rules.train.output.metrics)
+            for pattern in (
+                rules.train.output.model,
+                rules.train.output.config,
+                rules.train.output.metrics,
+            )
             for path in expand(pattern, run=run, k=folds)
         ]
     return inputs
@@ -124,7 +128,9 @@ def run_feature_shards(partition, backbones=run_backbones):
         wanted = LISTING.partition_shards(partition)
         source = finetune_input(run)
         if source == "crops":
-            return expand(rules.faces.output.shard, detector=FACES["detector"], s=wanted)
+            return expand(
+                rules.faces.output.shard, detector=FACES["detector"], s=wanted
+            )
         if source == "audio":
             return expand(rules.media.output.shard, s=wanted)
         return expand(rules.features.output.shard, backbone=backbones(run), s=wanted)
@@ -139,7 +145,9 @@ def encoder_weights(wildcards):
     weights = finetune_weights(run, config["features"])
     backbone = run["backbone"]
     signature = (
-        cached_feature_signature(backbone, config["features"][backbone]) if weights else {}
+        cached_feature_signature(backbone, config["features"][backbone])
+        if weights
+        else {}
     )
     return {"weights": weights, "signature": signature}
 
