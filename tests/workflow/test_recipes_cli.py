@@ -17,6 +17,7 @@ from affectflow.data import read_manifest
 from affectflow.submission import expected_rows, validate_submission
 from affectflow.tasks import task_spec
 from affectflow.testing.recipes import tiny_recipe_config
+from affectflow.training.recipes import resolve_run
 
 from conftest import run_snakemake
 
@@ -74,5 +75,12 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
     assert (report / "scores.svg").stat().st_size > 0
     for run in tiny["train"]["runs"]:
         assert (report / "learning_curves" / f"{run}.svg").stat().st_size > 0
+        # a fine-tuning run (001's visual branch, 002's Wav2Vec2) trained its encoder from crops or audio
+        if resolve_run(tiny["train"]["runs"][run]).get("finetune"):
+            fold = json.loads((results / "train" / run / "fold0" / "config.json").read_text())
+            assert fold["input_dim"] == 0 and fold["model"] == "finetune"
+    for key, entry in tiny["features"].items():  # fine-tuned encoders dumped for the fused runs
+        if entry.get("backbone") == "finetuned":
+            assert list((results / "features" / key).glob("shard-*.h5"))
         assert (report / "oof" / f"run-{run}.svg").stat().st_size > 0
 
