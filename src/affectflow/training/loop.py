@@ -288,6 +288,9 @@ def fit(settings: TrainSettings, train: list[Example], *, input_dim: int, output
             if keep_best:
                 progress["best_state"] = copy.deepcopy(trainer.model.state_dict())
         progress["epoch"] = epoch + 1
+        # progress in the job log: a long fine-tuning job shows where it is
+        log.info("epoch %d/%d: train loss %.4f, monitored %.4f, lr %.2e", epoch + 1, s.epochs, train_loss,
+                 monitored, history["lr"][-1])
         if checkpoint is not None and ((epoch + 1) % max(1, s.checkpoint_every) == 0 or epoch + 1 == s.epochs):
             checkpoints.save(checkpoint, trainer.state(key=key, schedule=schedule.state_dict(), **progress))
         if callback is not None:
