@@ -97,6 +97,7 @@ DIMS = {  # dimensions the papers and the libraries define (tiny models: their c
     "dino_vits16": 48, "wav2vec2_hidden": 32, "hubert_hidden": 32, "wav2vec2_vad1027": 32 + 3,
     "image_local": 64,  # timm's test_vit: embed_dim 64
     "ecapa_tdnn192": 12, "vggish128": 128, "mae_vit": 32,  # tiny ECAPA lin_neurons 12; VGGish's 128 after PCA
+    "finetuned": 256,  # the fine-tuned resnet18_spatial encoder's frame vector
 }
 
 

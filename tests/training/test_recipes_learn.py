@@ -8,7 +8,12 @@ each fold through :func:`~affectflow.training.fold.train_fold_job` as the train 
 test clips through :func:`~affectflow.training.predict.predict_fold_job` as the predict_test rule
 does, and the ensemble through :func:`~affectflow.ensemble.build_ensemble_job` as the ensemble
 rule does. Only model widths (:func:`affectflow.testing.recipes.tiny_run`), epochs, batch size
-and learning rate (:data:`TRAINING`) are the test's own. A recipe that silently stopped learning
+and learning rate (:data:`TRAINING`) are the test's own. A fine-tuning run (001's visual branch,
+002's Wav2Vec2) trains here as its frozen stand-in (:func:`frozen_stand_in`: its temporal model on
+its backbone entry's cached features), because the fixture plants its signal in cached features;
+fine-tuning itself learns planted signals from crops and audio in test_finetune_fold.py and
+test_finetune_audio.py, and each recipe's fine-tuning runs train end to end in test_recipes_cli.py.
+A recipe that silently stopped learning
 (a lost feature key, labels misaligned with the steps, a frozen model, a broken fusion) scores
 like its shuffled null and fails here.
 """
@@ -33,6 +38,7 @@ from affectflow.testing.recipes import tiny_run
 from affectflow.training.branch_init import branch_runs
 from affectflow.training.fold import train_fold_job
 from affectflow.training.predict import predict_fold_job
+from affectflow.training.recipes import resolve_run
 
 from conftest import REPO
 
@@ -63,9 +69,10 @@ FIXTURE = {"emi": {"n_clips": 300}, "eri": {"n_clips": 200}, "va": {"frames": 18
 # test labels shuffled the same way, the null: against the true ones a random function of the
 # features correlates with them by chance, up to +-.4 on a few dozen clips):
 #   emi_yu2024       visual .65 / .03 [.63 / .01], audio .62 / .12 [.65 / .11], ensemble .94 / .10 [.95 / .09]
-#   emi_hallmen2024  w2v2_lstm_mean .96 / .04; the train+val model [.96 / .04] (no OOF rows)
-#   eri_yu2023       visual_branch .63 / -.04, audio_branch .62 / .03, av_modality_dropout = ensemble .93 / .04
-#                    [.95 / .13]
+#   emi_hallmen2024  w2v2_lstm_mean and w2v2_lstm_mean_frozen .96 / .04; the train+val model [.96 / .04]
+#                    (no OOF rows)
+#   eri_yu2023       visual_branch .65 / .18, audio_branch .63 / .01, av_modality_dropout = ensemble .93 / .12
+#                    [.95 / -.06] (the fused folds load the branches' best folds)
 #   va_liu2023 (CCC) four runs .89-.96 / -.02-.03 [.92-.96 / -.04-.00], ensemble .97 / .04 [.97 / -.03]
 #   au_deng2023 (F1) three runs .53-.62 / .05-.11 [.61-.73 / .00], ensemble .64 / .01 [.72 / .00]
 # Smallest margins: Pearson .50 (a unimodal run: it sees half the latent), CCC .87, F1 .48. (Over
@@ -82,6 +89,24 @@ def recipe_config(name: str) -> dict:
     epochs = training["epochs"]
     config["train"]["runs"] = {key: {**tiny_run(run), **training, "checkpoint_every": epochs}
                                for key, run in config["train"]["runs"].items()}
+    return frozen_stand_in(config)
+
+
+def frozen_stand_in(config: dict) -> dict:
+    """``config`` with each fine-tuning run trained as its temporal model on the cached features of
+    its backbone entry, and each ``finetuned`` features entry (its encoder's features) a cached
+    backbone of the same modality: what the planted fixture can give a signal to."""
+    runs = config["train"]["runs"]
+    for key, entry in list(config["features"].items()):
+        if (entry or {}).get("backbone") == "finetuned":
+            source = runs[entry["run"]]["backbone"]
+            config["features"][key] = {"backbone": source, **(config["features"][source] or {})}
+    for key, run in list(runs.items()):
+        resolved = resolve_run(run)
+        if resolved.get("finetune"):
+            params = resolved["model_params"]
+            runs[key] = {**{k: v for k, v in resolved.items() if k != "finetune"},
+                         "model": params["temporal"], "model_params": dict(params.get("temporal_params", {}))}
     return config
 
 
@@ -121,7 +146,8 @@ def train_recipe(config: dict, root, *, shuffle: bool) -> dict[str, float]:
         for k, out in enumerate(folds[name]):
             train_fold_job(fixture.manifest, fixture.paths(run_backbones(run)), k, out, task=spec.name, run=run,
                            seed=seed, k_folds=k_folds, frame_labels=fixture.frame_labels,
-                           branch_models=branch_model_paths(run, str(train_dir), k))
+                           branch_models=branch_model_paths(run, str(train_dir), k,
+                                                            lambda other: run_folds(runs[other], k_folds)))
             if name in members:  # the ensemble rule reads each member fold's test predictions too
                 predict_fold_job(out / "model.pt", out / "config.json", fixture.test_manifest,
                                  fixture.paths(modality_backbones(run), test=True), out / "test.csv",

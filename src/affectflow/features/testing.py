@@ -263,6 +263,33 @@ def organiser_pickle(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def finetuned_run_dir(path: Path, *, seed: int = 0) -> Path:
+    """A fine-tuning run's directory with one fold (``fold0``: ``model.pt`` without feature
+    statistics, ``config.json``, ``metrics.json``) of a randomly initialised ``resnet18_spatial``
+    encoder for 32 px crops, as :func:`affectflow.training.fold.train_fold` writes one."""
+    import json
+
+    import torch
+
+    from affectflow.models import create_model
+    from affectflow.training import checkpoints
+    from affectflow.training.settings import TrainSettings, recorded_settings
+
+    params = {"encoder": "resnet18_spatial", "encoder_params": {"image_size": 32, "spatial_layers": 1},
+              "temporal": "gru", "temporal_params": {"hidden": 8}}
+    fold = Path(path) / "fold0"
+    fold.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = create_model("finetune", input_dim=0, output_dim=1, **params)
+    checkpoints.save(fold / "model.pt", {"state_dict": model.state_dict(), "mean": torch.zeros(0),
+                                         "std": torch.ones(0)})
+    settings = TrainSettings(model="finetune", model_params=params, finetune={"input": "crops", "size": 32})
+    (fold / "config.json").write_text(json.dumps({**recorded_settings(settings), "targets": ["y"], "input_dim": 0,
+                                                  "backbones": None}))
+    (fold / "metrics.json").write_text(json.dumps({"oof_score": {"mean": 0.5}}))
+    return Path(path)
+
+
 def tiny_backbone_params(root: Path) -> dict[str, dict]:
     """Parameters that make every built-in backbone run on tiny models and files under ``root``.
 
@@ -305,4 +332,6 @@ def tiny_backbone_params(root: Path) -> dict[str, dict]:
         "vggish128": {"weights": str(vggish_checkpoint(root / "vggish.pth")),
                       "pca": str(vggish_pca_file(root / "vggish_pca.pth"))},
         "mae_vit": {"weights": str(mae_dir(root / "mae"))},
+        "finetuned": {"run": "tiny", "fold": "best", "models": str(finetuned_run_dir(root / "finetuned")),
+                      "input": "crops"},
     }

@@ -50,9 +50,10 @@ class _FoldEncoder:
         self._loaded = None
 
     def provenance(self) -> dict:
-        # the fold files are the features job's inputs: their changes re-run it (no checksum at start,
-        # when the run may not have trained yet)
-        return {"package_version": f"finetuned run {self.params['run']}"}
+        # the fold files are the features job's inputs: their changes re-run it. No checksum: the
+        # signature is computed at start, when the run may not have trained yet, and must not change
+        # once it has (that would re-run the features job for nothing)
+        return {"weights_sha256": "", "package_version": f"affectflow finetuned run {self.params['run']}"}
 
     def fold_dir(self) -> Path:
         fold = self.params["fold"]
