@@ -51,7 +51,7 @@ def test_every_section_runs_on_the_cpu_and_passes(cpu_run):
     assert cpu_run["device"] == "cpu" and cpu_run["quick"] is True
     assert all(cpu_run[name]["ok"] for name in SECTIONS), {n: cpu_run[n] for n in SECTIONS if not cpu_run[n]["ok"]}
     assert cpu_run["ok"] is True
-    assert cpu_run["seconds"] < 60  # --quick is what CI runs
+    assert cpu_run["seconds"] < 300  # --quick is what CI runs: ~12 s here, far below a busy runner's bound
 
 
 def test_batched_mtcnn_boxes_equal_per_frame_detection(cpu_run):

@@ -100,3 +100,55 @@ def test_normalise_per_modality_keeps_the_raw_columns():
         _kept_raw(mean, std, [True, False], [1, 1, 1])
     with pytest.raises(ValueError, match="normalise must be"):
         TrainSettings(model="gru", normalise=[])
+
+
+def _eri_config():
+    import yaml
+
+    from conftest import REPO
+
+    return yaml.safe_load((REPO / "config" / "recipes" / "eri_yu2023.yaml").read_text())
+
+
+def test_a_finetuned_branch_needs_its_best_fold_features_and_raw_inputs():
+    from affectflow.config.runs import check_branch_inits
+
+    config = _eri_config()
+    train, features, k = config["train"], config["features"], config["train"]["k_folds"]
+    fused = train["runs"]["av_modality_dropout"]
+    check_branch_inits(train, k_folds=k, features=features)  # as the recipe has it
+
+    def refused(run_edit, features_edit=None, match=""):
+        runs = {**train["runs"], "av_modality_dropout": {**fused, **run_edit}}
+        with pytest.raises(ValueError, match=match):
+            check_branch_inits({**train, "runs": runs}, k_folds=k, features={**features, **(features_edit or {})})
+
+    # the branch and its features must come from the same (best) fold
+    refused({"branch_fold": "same"}, match="must come from the same fold")
+    refused({}, {"visual_finetuned": {**features["visual_finetuned"], "fold": 2}}, match="must come from the same fold")
+    # a frozen fine-tuned branch reads its encoder's outputs unstandardised
+    refused({"normalise": True}, match="set normalise false for modality 0")
+    # its temporal model must fit the fused branch, checked at start
+    visual = train["runs"]["visual_branch"]
+    gru = {"temporal": "gru", "temporal_params": {"hidden": 8}}
+    runs = {**train["runs"], "visual_branch": {**visual, "model_params": gru}}
+    with pytest.raises(ValueError, match="does not fit branch 0"):
+        check_branch_inits({**train, "runs": runs}, k_folds=k, features=features)
+
+
+def test_finetuned_feature_entries_are_filled_and_checked():
+    from affectflow.config.runs import check_finetune, with_finetuned_models
+
+    config = _eri_config()
+    runs, features = config["train"]["runs"], config["features"]
+    filled = with_finetuned_models(features, runs, "results/x/train", 5)
+    assert filled["visual_finetuned"] == {"backbone": "finetuned", "run": "visual_branch", "fold": "best",
+                                          "models": "results/x/train/visual_branch", "input": "crops", "folds": 5}
+    assert filled["mfcc128_stack8"] == features["mfcc128_stack8"]
+    with pytest.raises(ValueError, match=r"features.visual_finetuned.run: 'nope' is not a run"):
+        with_finetuned_models({"visual_finetuned": {"backbone": "finetuned", "run": "nope"}}, runs, "t", 5)
+    with pytest.raises(ValueError, match="run 'audio_branch' trains on cached features"):
+        with_finetuned_models({"visual_finetuned": {"backbone": "finetuned", "run": "audio_branch"}}, runs, "t", 5)
+    # a fine-tuning run on crops names a visual backbone entry
+    with pytest.raises(ValueError, match="finetune.input crops needs a backbone of modality visual"):
+        check_finetune("v", {**runs["visual_branch"], "backbone": "mfcc128_stack8"}, features)

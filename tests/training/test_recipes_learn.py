@@ -102,6 +102,7 @@ def frozen_stand_in(config: dict) -> dict:
             source = runs[entry["run"]]["backbone"]
             config["features"][key] = {"backbone": source, **(config["features"][source] or {})}
     for key, run in list(runs.items()):
+        run.pop("normalise", None)  # the stand-in branches trained on standardised features
         resolved = resolve_run(run)
         if resolved.get("finetune"):
             params = resolved["model_params"]

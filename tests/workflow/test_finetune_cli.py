@@ -76,6 +76,10 @@ def test_finetuned_features_feed_a_fused_run_and_a_settings_change_reruns_what_d
     # the fused run read them (256 + 128 MFCC columns)
     fused = json.loads((results / "train" / "fused" / "fold0" / "config.json").read_text())
     assert fused["input_dim"] == 256 + 128 and fused["backbones"] == ["visual_ft", "mfcc128"]
+    # its out-of-fold clips trained the fine-tuned encoder: metrics.json says its OOF score is in-sample
+    metrics = json.loads((results / "train" / "fused" / "fold0" / "metrics.json").read_text())
+    assert "fine-tuned encoder" in metrics["oof_in_sample"]
+    assert "oof_in_sample" not in json.loads((results / "train" / "audio_gru" / "fold0" / "metrics.json").read_text())
 
     # nothing to do on a second look; a changed fine-tune setting re-runs exactly its dependants
     assert "Nothing to be done" in run_snakemake(tmp_path, "-n", "--configfile", str(configfile)).stdout

@@ -17,6 +17,7 @@ from affectflow.data import dataset_options
 from affectflow.data.listing import LABELLED, TEST, TEST_SHARD_PREFIX, read_listing
 from affectflow.features.signature import cached_feature_signature
 from affectflow.tasks import task_spec
+from affectflow.training.recipes import resolve_run
 
 # Names against the registries, feature entries, runs, branch inits; a bad value fails here,
 # before any job. The faces stage's options come back resolved.
@@ -43,7 +44,10 @@ SHARDS = list(LISTING.shards)
 RESULTS = f"results/{DS}"
 # a features entry of a fine-tuned encoder (backbone finetuned) reads its run's fold directory
 config["features"] = with_finetuned_models(
-    config["features"], config["train"]["runs"], f"{RESULTS}/train"
+    config["features"],
+    config["train"]["runs"],
+    f"{RESULTS}/train",
+    config["train"]["k_folds"],
 )
 TASK = task_spec(DATASET["task"])
 FACES = config["faces"]
@@ -138,18 +142,18 @@ def run_feature_shards(partition, backbones=run_backbones):
     return shards
 
 
-def encoder_weights(wildcards):
-    """A fine-tuning run's starting weights (its backbone entry's) and their signature (checksum
-    included: new weights re-run the run); empty for a run on cached features."""
+def train_run(wildcards):
+    """The run over its recipe; a fine-tuning run's also with the weights its encoder starts from
+    (its backbone entry's) and their signature, so that new weights re-run it. Runs on cached
+    features get nothing more: their params stay as before, and so does their cache."""
     run = RUNS[wildcards.run]
+    resolved = resolve_run(run)
     weights = finetune_weights(run, config["features"])
-    backbone = run["backbone"]
-    signature = (
-        cached_feature_signature(backbone, config["features"][backbone])
-        if weights
-        else {}
-    )
-    return {"weights": weights, "signature": signature}
+    if weights:
+        backbone = run["backbone"]
+        signature = cached_feature_signature(backbone, config["features"][backbone])
+        resolved["encoder_weights"] = {"weights": weights, "signature": signature}
+    return resolved
 
 
 def fold_count(run):

@@ -34,13 +34,12 @@ rule train:
         runtime=JOB["train"]["runtime"],
     params:
         settings=lambda wildcards: RUNS[wildcards.run],
-        # the run over its recipe: editing a recipe re-runs the runs that name it
-        resolved=lambda wildcards: resolve_run(RUNS[wildcards.run]),
+        # the run over its recipe: editing a recipe re-runs the runs that name it (a fine-tuning
+        # run's also holds its encoder's starting weights and their checksum)
+        resolved=train_run,
         seed=SEED,
         k_folds=K_FOLDS,
         task=TASK.name,
-        # a fine-tuning run: the weights its encoder starts from (its backbone entry's)
-        encoder=encoder_weights,
     script:
         "../scripts/train.py"
 

@@ -17,5 +17,6 @@ train_fold_job(
     k_folds=snakemake.params.k_folds,
     frame_labels=next(iter(snakemake.input.frame_labels), None),  # per-frame tasks only
     branch_models=list(snakemake.input.branches),
-    encoder_weights=snakemake.params.encoder["weights"],  # fine-tuning runs only
+    # fine-tuning runs: the weights the encoder starts from
+    encoder_weights=snakemake.params.resolved.get("encoder_weights", {}).get("weights", ""),
 )

@@ -119,10 +119,12 @@ def check_finetune(name: str, run: Mapping, features: Mapping) -> None:
                          f"{'visual' if source == 'crops' else 'audio'}, but features.{backbone} is {modality}")
 
 
-def with_finetuned_models(features: Mapping, runs: Mapping, train_dir: str) -> dict:
+def with_finetuned_models(features: Mapping, runs: Mapping, train_dir: str, k_folds: int) -> dict:
     """The ``features`` entries, each ``backbone: finetuned`` one (features of a fine-tuning run's
     fold encoder, :mod:`affectflow.features.backbones.finetuned`) given the run's directory
-    (``models``, under ``train_dir``) and its ``input``. An entry naming no run, an unknown run or
+    (``models``, under ``train_dir``), its ``input`` and its number of ``folds`` (``k_folds``: the
+    config's, for a run whose fold scheme does not fix it; ``fold: best`` chooses among them only).
+    An entry naming no run, an unknown run or
     one that does not fine-tune fails naming the key."""
     out = {}
     for key, entry in features.items():
@@ -136,7 +138,7 @@ def with_finetuned_models(features: Mapping, runs: Mapping, train_dir: str) -> d
             if source is None:
                 raise ValueError(f"features.{key}.run: run {run!r} trains on cached features; backbone finetuned "
                                  "reads the encoder of a fine-tuning run (model finetune)")
-            entry.update(models=f"{train_dir}/{run}", input=source)
+            entry.update(models=f"{train_dir}/{run}", input=source, folds=run_folds(runs[run], k_folds))
         out[key] = entry
     return out
 
@@ -171,6 +173,9 @@ def check_runs(train_config: dict, features: dict | None = None) -> None:
         except (KeyError, ValueError, TypeError) as err:
             raise ValueError(f"train.runs.{name}: {err}") from None
         _check_modalities(name, run, s)
+        if isinstance(s.normalise, (list, tuple)) and len(s.normalise) != len(modality_backbones(run)):
+            raise ValueError(f"train.runs.{name}.normalise: {len(s.normalise)} entries for "
+                             f"{len(modality_backbones(run))} modalities {modality_backbones(run)}")
         for other in run.get("fuse_with", []):
             if features is not None and other not in features:
                 raise ValueError(f"train.runs.{name}.fuse_with: {other!r} is not configured under features "
@@ -285,6 +290,29 @@ def _check_branch_fit(where: str, name: str, other: str, theirs: dict, fused, br
                          f"{name!r} ({fused.fusion} with its encoder params): {why}")
 
 
+def _check_finetuned_branch(where: str, name: str, run: Mapping, other: str, source: Mapping, backbone: str,
+                            i: int, features: Mapping | None) -> None:
+    """A fine-tuned branch (run ``other``, whose temporal model becomes branch ``i``): modality ``i``
+    reads its encoder's features (a ``finetuned`` entry of run ``other``), both from its best fold
+    (``branch_fold: best``, the entry's ``fold: best``: the branch and its features come from the
+    same encoder), from a run with out-of-fold scores, and left unstandardised when frozen."""
+    entry = (features or {}).get(backbone) or {}
+    if features is not None and (entry.get("backbone") != "finetuned" or entry.get("run") != other):
+        raise ValueError(f"{where}: run {other!r} fine-tunes its encoder: modality {i} of {name!r} must read its "
+                         f"features (a features entry {{backbone: finetuned, run: {other}}}), not {backbone!r}")
+    if branch_fold(run) != "best" or entry.get("fold", "best") != "best":
+        raise ValueError(f"{where}: run {other!r} fine-tunes its encoder, so its branch and the features "
+                         f"{backbone!r} must come from the same fold: set branch_fold: best on {name!r} and "
+                         f"fold: best on features.{backbone}")
+    if settings_from_run(source).fold_scheme == "mix":
+        raise ValueError(f"{where}: run {other!r} has fold_scheme mix: no out-of-fold score picks its best fold")
+    normalise = run.get("normalise", resolve_run(run).get("normalise", True))
+    keeps_raw = normalise is False or (isinstance(normalise, list) and i < len(normalise) and normalise[i] is False)
+    if run.get("freeze_branches") and not keeps_raw:
+        raise ValueError(f"{where}: the frozen branch of run {other!r} was trained on its encoder's raw outputs: "
+                         f"set normalise false for modality {i} of {name!r} (e.g. normalise: [false, true])")
+
+
 def check_branch_inits(train_config: Mapping, *, k_folds: int, features: Mapping | None = None) -> None:
     """Fail at workflow start, naming the key, for an ``init_branches`` that names an unknown run,
     a run on another backbone (or fused itself), the wrong number of entries, a run whose folds
@@ -323,13 +351,11 @@ def check_branch_inits(train_config: Mapping, *, k_folds: int, features: Mapping
                 raise ValueError(f"{where}: a run cannot initialise itself")
             source = runs[other]
             if finetune_input(source) is not None:
-                # a fine-tuned branch: the modality reads its encoder's features; its temporal model
-                # is the branch (checked when loaded: the encoder's width is known only then)
-                entry = (features or {}).get(backbone) or {}
-                if features is not None and (entry.get("backbone") != "finetuned" or entry.get("run") != other):
-                    raise ValueError(f"{where}: run {other!r} fine-tunes its encoder: modality {i} of {name!r} must "
-                                     f"read its features (a features entry {{backbone: finetuned, run: {other}}}), "
-                                     f"not {backbone!r}")
+                _check_finetuned_branch(where, name, run, other, source, backbone, i, features)
+                theirs = resolve_run(source)["model_params"]
+                _check_branch_fit(where, name, other, {"model": theirs["temporal"],
+                                                       "model_params": theirs.get("temporal_params", {})},
+                                  fused, i, dims[i])
                 continue
             if modality_backbones(source) != [backbone]:
                 raise ValueError(f"{where}: run {other!r} reads {modality_backbones(source)}, but modality {i} of "

@@ -24,6 +24,7 @@ import torch
 from affectflow.config.runs import finetune_input, modality_backbones, run_backbones
 from affectflow.data import read_manifest
 from affectflow.data.folds import LABELLED_SPLITS, TEST_FOLD, TRAIN_ONLY, group_keys, make_folds
+from affectflow.h5store import read_file_attrs
 from affectflow.models import takes_modality_dims
 from affectflow.runtime.atomic import write_json_atomic, write_text_atomic
 from affectflow.runtime.device import pick_device
@@ -31,7 +32,7 @@ from affectflow.scoring import score_arrays
 from affectflow.tasks import task_spec
 from affectflow.training import checkpoints
 from affectflow.training.augment import masked_copies, masked_layouts
-from affectflow.training.branch_init import with_branch_checkpoints
+from affectflow.training.branch_init import branch_fold, branch_runs, with_branch_checkpoints
 from affectflow.training.clip_tracks import fold_tracks
 from affectflow.training.encoder_weights import with_encoder_weights
 from affectflow.training.loop import fit
@@ -47,7 +48,7 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
                targets: list[str], settings: TrainSettings, k_folds: int,
                frame_labels: pd.DataFrame | None = None, metric: str | None = None,
                callback: Callable[[int, dict], None] | None = None,
-               masked_shards: dict[str, ShardPaths] | None = None) -> dict:
+               masked_shards: dict[str, ShardPaths] | None = None, oof_in_sample: str | None = None) -> dict:
     """Train on the labelled clips outside ``fold``; predict ``fold`` (out-of-fold).
 
     Folds come from the manifest's ``fold`` column, or from ``settings.fold_scheme`` (see
@@ -79,7 +80,7 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
 
     ``settings.monitor`` names the validation set (:func:`_validation_split`) and the metric that
     chooses the kept epoch; ``metrics.json`` then records the monitor, ``best_epoch`` and
-    ``best_score``.
+    ``best_score``; ``oof_in_sample`` (why upstream training saw the out-of-fold clips) too.
     """
     per_frame = settings.task in FRAME_TASKS
     if per_frame and frame_labels is None:
@@ -116,6 +117,8 @@ def train_fold(manifest: pd.DataFrame, shard_paths: ShardPaths, fold: int, out_d
                "train_examples": len(train_examples), "val_clips": len(val_ids), **_oof_counts(oof_ids, oof, scored),
                "oof_score": _score_oof(scored, tracks, targets, metric, frame_labels),
                **_history_metrics(history, monitored), "device": device}
+    if oof_in_sample:
+        metrics["oof_in_sample"] = oof_in_sample
     if s.mask_augment:
         metrics["mask_copies"] = {r: sum(c[0] == r for c in copies) for r in s.mask_augment}
     backbones = list(shard_paths) if isinstance(shard_paths, dict) else None  # the modalities' order
@@ -139,6 +142,7 @@ def train_fold_job(manifest: str | os.PathLike, feature_shards: Iterable[str | o
     """
     spec = task_spec(task)
     run = {"task": spec.name, **run}  # the data set's task unless the run says
+    configured = run  # with its branch keys
     # init_branches (Yu et al. 2023, 001): this fold's unimodal models go to the fusion model's branches
     run = with_branch_checkpoints(run, [str(p) for p in branch_models])
     if finetune_input(run):
@@ -160,7 +164,23 @@ def train_fold_job(manifest: str | os.PathLike, feature_shards: Iterable[str | o
         frame_labels=pd.read_csv(frame_labels) if frame_labels else None,
         metric=spec.metric,
         masked_shards=masked_layouts(shard_paths, grouped, settings.mask_augment) or None,
+        oof_in_sample=_upstream_in_sample(configured, shard_paths),
     )
+
+
+def _upstream_in_sample(run: dict, shard_paths: ShardPaths) -> str | None:
+    """Why this fold's out-of-fold clips were trained on upstream (its OOF score is then in-sample),
+    or None: features of a fine-tuned encoder (trained on every fold's clips but its own), branches
+    loaded from other runs' best folds (``branch_fold: best``)."""
+    reasons = []
+    if isinstance(shard_paths, dict):
+        tuned = [b for b, paths in shard_paths.items() if paths and read_file_attrs(paths[0]).get("backbone")
+                 == "finetuned"]
+        if tuned:
+            reasons.append(f"features {tuned} come from a fine-tuned encoder that trained on this fold's clips")
+    if branch_fold(run) == "best" and branch_runs(run):
+        reasons.append("its branches come from the named runs' best folds, which trained on this fold's clips")
+    return "; ".join(reasons) or None
 
 
 def _with_modality_dims(settings: TrainSettings, dims: list[int] | None) -> TrainSettings:

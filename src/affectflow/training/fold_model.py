@@ -78,7 +78,8 @@ def load_fold_model(model_pt: str | os.PathLike, config_json: str | os.PathLike,
     settings = settings_from_config(config, config_json)
     payload = _read_weights(model_pt)
     targets, input_dim = list(config["targets"]), int(config["input_dim"])
-    model = create_model(settings.model, input_dim=input_dim, output_dim=len(targets), **settings.model_params)
+    model = create_model(settings.model, input_dim=input_dim, output_dim=len(targets),
+                         **_without_starting_weights(settings.model_params))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:
@@ -90,3 +91,13 @@ def load_fold_model(model_pt: str | os.PathLike, config_json: str | os.PathLike,
                          f"expected ({input_dim},) (input_dim of {config_json})")
     device = device or pick_device(settings.device)
     return model.to(device).eval(), settings, mean, std, targets
+
+
+def _without_starting_weights(params: dict) -> dict:
+    """A fine-tuned model's parameters without the ResNet18 checkpoint its encoder started from:
+    ``model.pt`` holds every weight, so a trained fold never needs that file again. (The Wav2Vec2
+    encoder is built from its directory's config and keeps it.)"""
+    encoder_params = params.get("encoder_params") or {}
+    if "weights_path" not in encoder_params:
+        return params
+    return {**params, "encoder_params": {k: v for k, v in encoder_params.items() if k != "weights_path"}}

@@ -40,13 +40,13 @@ class _FoldEncoder:
 
     device = "auto"  # the features stage sets it from the runtime options
 
-    def __init__(self, *, run: str, fold: int | str, models: str, input: str) -> None:
+    def __init__(self, *, run: str, fold: int | str, models: str, input: str, folds: int = 0) -> None:
         if fold != "best" and (isinstance(fold, bool) or not isinstance(fold, int) or fold < 0):
             raise ValueError(f"fold must be 'best' or a fold number >= 0, not {fold!r}")
         if not models:
             raise ValueError(f"backbone finetuned (run {run!r}): no models directory; the workflow fills it from "
                              "the run's name")
-        self.params = {"run": run, "fold": fold, "models": str(models), "input": input}
+        self.params = {"run": run, "fold": fold, "models": str(models), "input": input, "folds": int(folds)}
         self._loaded = None
 
     def provenance(self) -> dict:
@@ -57,7 +57,8 @@ class _FoldEncoder:
 
     def fold_dir(self) -> Path:
         fold = self.params["fold"]
-        chosen = best_fold(self.params["models"]) if fold == "best" else fold
+        folds = range(self.params["folds"]) if self.params["folds"] else None  # the run's folds, no leftover
+        chosen = best_fold(self.params["models"], folds) if fold == "best" else fold
         return Path(self.params["models"]) / f"fold{chosen}"
 
     def encoder(self):
@@ -80,8 +81,8 @@ class _FoldEncoder:
 class FinetunedCrops(_FoldEncoder, CropBackbone):
     """The fine-tuned frame encoder over face crops: (N, out_dim) per batch of crops."""
 
-    def __init__(self, *, run: str, fold: int | str, models: str) -> None:
-        super().__init__(run=run, fold=fold, models=models, input="crops")
+    def __init__(self, *, run: str, fold: int | str, models: str, folds: int = 0) -> None:
+        super().__init__(run=run, fold=fold, models=models, input="crops", folds=folds)
 
     @property
     def dim(self) -> int:
@@ -102,8 +103,8 @@ class FinetunedCrops(_FoldEncoder, CropBackbone):
 class FinetunedAudio(_FoldEncoder, AudioBackbone):
     """The fine-tuned audio encoder over a clip's 16 kHz samples: per encoder frame, in chunks."""
 
-    def __init__(self, *, run: str, fold: int | str, models: str, chunk_s: float = 30.0) -> None:
-        super().__init__(run=run, fold=fold, models=models, input="audio")
+    def __init__(self, *, run: str, fold: int | str, models: str, folds: int = 0, chunk_s: float = 30.0) -> None:
+        super().__init__(run=run, fold=fold, models=models, input="audio", folds=folds)
         self.params["chunk_s"] = float(chunk_s)
 
     @property
@@ -139,13 +140,14 @@ class FinetunedAudio(_FoldEncoder, AudioBackbone):
 
 
 @BACKBONES.register("finetuned")
-def finetuned(*, run: str, fold: int | str = "best", models: str = "", input: str = "crops",
+def finetuned(*, run: str, fold: int | str = "best", models: str = "", input: str = "crops", folds: int = 0,
               chunk_s: float = 30.0):
     """A fine-tuning run's fold encoder as a backbone: ``input`` crops (a faces shard) or audio
     (a media shard), as the run reads; ``fold`` a number or ``best``; ``models`` the run's directory
-    (the workflow fills it); ``chunk_s`` audio seconds encoded at a time."""
+    (the workflow fills it, and ``folds``: the run's fold count, 0: every ``fold*`` directory);
+    ``chunk_s`` audio seconds encoded at a time."""
     if input not in MODALITY_OF_INPUT:
         raise ValueError(f"input {input!r}; known: {', '.join(MODALITY_OF_INPUT)} (the fine-tuning run's input)")
     if input == "crops":
-        return FinetunedCrops(run=run, fold=fold, models=models)
-    return FinetunedAudio(run=run, fold=fold, models=models, chunk_s=chunk_s)
+        return FinetunedCrops(run=run, fold=fold, models=models, folds=folds)
+    return FinetunedAudio(run=run, fold=fold, models=models, folds=folds, chunk_s=chunk_s)
