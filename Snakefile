@@ -33,6 +33,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/submit.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

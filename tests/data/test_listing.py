@@ -78,7 +78,7 @@ def test_affwild2_listing_opens_no_video_and_label_files_are_the_annotation_file
     def refuse(*args, **kwargs):
         raise AssertionError("the listing must not open a video")
 
-    monkeypatch.setattr(affwild2, "_probe", refuse)
+    monkeypatch.setattr(affwild2, "probe_video", refuse)
     monkeypatch.setattr(affwild2, "parse_annotation", refuse)
     listing = read_listing("va", root, n_shards=2)
     clips = listing.clips

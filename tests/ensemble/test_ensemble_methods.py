@@ -572,15 +572,25 @@ def test_workflow_script_runs_the_ensemble_job_of_the_rule(tmp_path):
         input=SimpleNamespace(truth=str(tmp_path / "manifest.tsv")),
         output=SimpleNamespace(score=str(out / "score.json")),
         log=[str(tmp_path / "ensemble.log")],
-        params=SimpleNamespace(members=members, method="weighted", method_params={}, thresholds=False, task="emi"),
+        params=SimpleNamespace(members=members, method="weighted", method_params={}, thresholds=False, task="emi",
+                               test=False),
     )
-    script = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / "ensemble.py"
-    runpy.run_path(str(script), init_globals={"snakemake": fake})
+    scripts = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
+    runpy.run_path(str(scripts / "ensemble.py"), init_globals={"snakemake": fake})
     logging.getLogger("affectflow").handlers.clear()  # the script pointed it at the log file
     saved = json.loads((out / "score.json").read_text())
     assert saved["method"] == "weighted" and saved["oof"]["rows"] == 20
-    assert sorted(p.name for p in out.iterdir()) == ["members.json", "oof.csv", "score.json", "test.csv"]
+    # fitted on OOF only; the test split is the apply rule's (ensemble_test), as any predicted set
+    assert sorted(p.name for p in out.iterdir()) == ["members.json", "oof.csv", "score.json"]
     assert "OOF pearson" in (tmp_path / "ensemble.log").read_text()
+    tables = {m: [f"{d}/test.csv" for d in dirs] for m, dirs in members.items()}
+    apply = SimpleNamespace(input=SimpleNamespace(members=str(out / "members.json")), output=[str(out / "test.csv")],
+                            log=[str(tmp_path / "apply.log")], params=SimpleNamespace(tables=tables, task="emi"))
+    runpy.run_path(str(scripts / "apply_ensemble.py"), init_globals={"snakemake": apply})
+    logging.getLogger("affectflow").handlers.clear()
+    build_ensemble(members, read_truth(tmp_path / "manifest.tsv", EMI), tmp_path / "whole", spec=EMI,
+                   method="weighted")  # fit and apply in one call: the same table
+    pd.testing.assert_frame_equal(pd.read_csv(out / "test.csv"), pd.read_csv(tmp_path / "whole" / "test.csv"))
 
 
 def test_tune_thresholds_scores_with_the_metrics_f1_ties_and_empty_columns_take_the_rule():

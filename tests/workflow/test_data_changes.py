@@ -42,7 +42,8 @@ def vidmimic_run(tmp_path_factory):
 
 def planned(config, shard_jobs, *, train=False, manifest=False, test_manifest=False, frame_labels=False):
     """The jobs a change must run for the submission: per shard media, faces and features of the ensemble's
-    backbones; training and/or test prediction of every member fold; the ensemble and the submission."""
+    backbones; training and/or test prediction of every member fold; the ensemble's fit (only when a
+    member retrains: it is fitted on OOF predictions), its application to the test split, the submission."""
     members = config["ensemble"]["members"]
     runs = config["train"]["runs"]
     backbones = sorted({b for run in members for b in run_backbones(runs[run])})
@@ -56,7 +57,8 @@ def planned(config, shard_jobs, *, train=False, manifest=False, test_manifest=Fa
     jobs += [("predict_test", (("k", k), ("run", run))) for run, k in folds]
     jobs += [("manifest", ())] * manifest + [("test_manifest", ())] * test_manifest
     jobs += [("frame_labels", ())] * frame_labels
-    return sorted(jobs + [("ensemble", ()), ("submission", ())])
+    jobs += [("ensemble", ())] * train
+    return sorted(jobs + [("ensemble_test", ()), ("submission", ())])
 
 
 def listed_jobs(workdir, configfile, target=TARGET):

@@ -74,7 +74,7 @@ def test_changing_one_backbone_reruns_exactly_its_jobs(finished_run):
     expected = sorted(
         [("features", (("backbone", "dlib_face128"), ("s", s))) for s in ("0", "1", "test0")]
         + [(rule, (("k", str(k)), ("run", "visual_gru"))) for k in range(2) for rule in ("train", "predict_test")]
-        + [("ensemble", ()), ("submission", ())]
+        + [("ensemble", ()), ("ensemble_test", ()), ("submission", ())]
     )
     assert listed == expected, proc.stdout[-3000:]
     write_config(workdir, config)  # leave the finished run consistent for other tests
@@ -94,7 +94,7 @@ def test_changing_the_audio_backbone_reruns_its_jobs_and_speed_keys_rerun_nothin
     expected = sorted(
         [("features", (("backbone", "mfcc128"), ("s", s))) for s in ("0", "1", "test0")]
         + [(rule, (("k", str(k)), ("run", "audio_gru"))) for k in range(2) for rule in ("train", "predict_test")]
-        + [("ensemble", ()), ("submission", ())]
+        + [("ensemble", ()), ("ensemble_test", ()), ("submission", ())]
     )
     assert listed == expected, proc.stdout[-3000:]
     write_config(workdir, config)

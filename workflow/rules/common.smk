@@ -1,5 +1,6 @@
 # Paths, shard lists, config look-ups and the target list shared by every stage. The config is
 # validated with its schema's defaults filled in (Snakefile), so values are read by indexing.
+import copy
 import os
 
 from affectflow.config import check_config
@@ -14,14 +15,24 @@ from affectflow.config.runs import (
     with_finetuned_models,
 )
 from affectflow.data import dataset_options
-from affectflow.data.listing import LABELLED, TEST, TEST_SHARD_PREFIX, read_listing
+from affectflow.data.listing import (
+    LABELLED,
+    TEST,
+    TEST_SHARD_PREFIX,
+    empty_listing,
+    read_listing,
+)
 from affectflow.features.signature import cached_feature_signature
+from affectflow.predict.bundle import check_bundle
+from affectflow.predict.videos import list_videos
 from affectflow.tasks import task_spec
 from affectflow.training.recipes import resolve_run
 
 # Names against the registries, feature entries, runs, branch inits; a bad value fails here,
 # before any job. The faces stage's options come back resolved.
 FACE_OPTIONS = check_config(config)
+# the config as given (validated, defaults filled): what a bundle records
+GIVEN_CONFIG = copy.deepcopy(config)
 
 DATASET = config["dataset"]
 DS = DATASET["name"]
@@ -30,24 +41,50 @@ ROOT = DATASET["root"]
 # directory, as given, so that moving the project with its data re-runs nothing)
 ROOT_PATH = os.path.normpath(ROOT)
 N_SHARDS = DATASET["n_shards"]
+# Predicting videos (predict.videos) with the trained models, in place or from a bundle
+# (predict.bundle: an exported ensemble, its config being this one; no training data needed).
+PREDICT = config["predict"]
+BUNDLE = PREDICT["bundle"]
 # The data set as it is now: each clip's partition, shard and file fingerprint. Each job gets the
 # part it depends on as a params value, so new, removed or replaced files re-run exactly that.
-LISTING = read_listing(
-    DATASET["task"],
-    ROOT,
-    n_shards=N_SHARDS,
-    test_shards=DATASET.get("test_shards"),
-    test_list=DATASET.get("test_list"),
-    demo=DATASET.get("demo"),
+# A bundle's data set is not here: its listing is empty (its rules are never asked for).
+LISTING = (
+    empty_listing(ROOT)
+    if BUNDLE
+    else read_listing(
+        DATASET["task"],
+        ROOT,
+        n_shards=N_SHARDS,
+        test_shards=DATASET.get("test_shards"),
+        test_list=DATASET.get("test_list"),
+        demo=DATASET.get("demo"),
+    )
 )
 SHARDS = list(LISTING.shards)
 RESULTS = f"results/{DS}"
+# the fold models and the fitted ensemble: this run's, or the bundle's (which no rule makes)
+TRAIN_DIR = f"{BUNDLE}/train" if BUNDLE else f"{RESULTS}/train"
+ENSEMBLE_DIR = (
+    f"{BUNDLE}/ensemble"
+    if BUNDLE
+    else f"{RESULTS}/ensemble/{config['ensemble']['name']}"
+)
 # a features entry of a fine-tuned encoder (backbone finetuned) reads its run's fold directory
 config["features"] = with_finetuned_models(
     config["features"],
     config["train"]["runs"],
-    f"{RESULTS}/train",
+    TRAIN_DIR,
     config["train"]["k_folds"],
+)
+if BUNDLE:
+    # refused here, before any job: another ensemble, or backbone weights whose checksum differs
+    check_bundle(BUNDLE, config)
+# the videos to predict, listed as the data set is (a new or replaced video re-runs its shard)
+PREDICT_DIR = PREDICT["out"] or f"{RESULTS}/predict"
+PREDICT_LISTING = (
+    list_videos(PREDICT["videos"], n_shards=PREDICT["shards"])
+    if PREDICT["videos"]
+    else None
 )
 TASK = task_spec(DATASET["task"])
 FACES = config["faces"]
@@ -96,48 +133,71 @@ def feature_signature(wildcards):
     )
 
 
-def feature_inputs(wildcards):
-    """Face crops for visual backbones, audio for audio ones; the frame timeline if aligned."""
-    signature = feature_signature(wildcards)
-    faces = expand(rules.faces.output.shard, detector=FACES["detector"], s=wildcards.s)[
-        0
+def stage_rules(videos):
+    """The media, faces and features rules of the data set, or (``videos``) of the videos to
+    predict: the same jobs, on other shards, into other folders."""
+    if videos:
+        return rules.predict_media, rules.predict_faces, rules.predict_features
+    return rules.media, rules.faces, rules.features
+
+
+def fold_model_files(run, folds):
+    """A run's fold model, config and metrics files (this run's train outputs, or a bundle's)."""
+    return [
+        f"{TRAIN_DIR}/{run}/fold{k}/{name}"
+        for name in ("model.pt", "config.json", "metrics.json")
+        for k in folds
     ]
-    media = expand(rules.media.output.shard, s=wildcards.s)[0]
-    inputs = {"source": faces if signature["modality"] == "visual" else media}
-    if signature.get("timeline") == "frames":
-        inputs["frames"] = faces
-    entry = config["features"][wildcards.backbone]
-    if signature["backbone"] == "finetuned":
-        # the fine-tuning run's fold files: a change of the run re-runs its features
-        run, folds = entry["run"], finetuned_fold(entry, fold_count(entry["run"]))
-        inputs["models"] = [
-            path
-            for pattern in (
-                rules.train.output.model,
-                rules.train.output.config,
-                rules.train.output.metrics,
+
+
+def feature_inputs(videos=False):
+    """A features job's inputs: face crops for visual backbones, audio for audio ones; the frame
+    timeline if aligned; a fine-tuned encoder's fold files. A function of the wildcards.
+    """
+
+    def inputs(wildcards):
+        media_rule, faces_rule, _ = stage_rules(videos)
+        signature = feature_signature(wildcards)
+        faces = expand(
+            faces_rule.output.shard, detector=FACES["detector"], s=wildcards.s
+        )[0]
+        media = expand(media_rule.output.shard, s=wildcards.s)[0]
+        found = {"source": faces if signature["modality"] == "visual" else media}
+        if signature.get("timeline") == "frames":
+            found["frames"] = faces
+        entry = config["features"][wildcards.backbone]
+        if signature["backbone"] == "finetuned":
+            # the fine-tuning run's fold files: a change of the run re-runs its features
+            run = entry["run"]
+            found["models"] = fold_model_files(
+                run, finetuned_fold(entry, fold_count(run))
             )
-            for path in expand(pattern, run=run, k=folds)
-        ]
+        return found
+
     return inputs
 
 
 def run_feature_shards(partition, backbones=run_backbones):
-    """What a run reads over one partition's shards (labelled: training; test: prediction): the
-    feature shards of its backbones, or for a fine-tuning run its faces shards (finetune.input
-    crops) or media shards (audio). A function of the wildcards for a rule's input."""
+    """What a run reads over one partition's shards (labelled: training; test: prediction; None:
+    the videos to predict): the feature shards of its backbones, or for a fine-tuning run its
+    faces shards (finetune.input crops) or media shards (audio). A function of the wildcards.
+    """
 
     def shards(wildcards):
         run = RUNS[wildcards.run]
-        wanted = LISTING.partition_shards(partition)
+        videos = partition is None
+        wanted = (
+            list(PREDICT_LISTING.shards)
+            if videos
+            else LISTING.partition_shards(partition)
+        )
+        media_rule, faces_rule, features_rule = stage_rules(videos)
         source = finetune_input(run)
         if source == "crops":
-            return expand(
-                rules.faces.output.shard, detector=FACES["detector"], s=wanted
-            )
+            return expand(faces_rule.output.shard, detector=FACES["detector"], s=wanted)
         if source == "audio":
-            return expand(rules.media.output.shard, s=wanted)
-        return expand(rules.features.output.shard, backbone=backbones(run), s=wanted)
+            return expand(media_rule.output.shard, s=wanted)
+        return expand(features_rule.output.shard, backbone=backbones(run), s=wanted)
 
     return shards
 
@@ -172,13 +232,31 @@ def fold_files(pattern, run):
 
 
 def ensemble_folds():
-    """The fold predictions (OOF and test) of every ensemble member."""
+    """The out-of-fold predictions of every ensemble member: what the ensemble is fitted on."""
     return [
         path
         for run in ENSEMBLE["members"]
-        for pattern in (rules.train.output.oof, rules.predict_test.output.test)
-        for path in fold_files(pattern, run)
+        for path in fold_files(rules.train.output.oof, run)
     ]
+
+
+def member_fold_tables(pattern):
+    """Each ensemble member's fold prediction tables of one set (a rule's output ``pattern``: the
+    test split's ``test.csv`` or the predicted videos' per-fold tables), by member."""
+    return {run: fold_files(pattern, run) for run in ENSEMBLE["members"]}
+
+
+def member_fold_paths(pattern):
+    """:func:`member_fold_tables` as one list of paths: a rule's input."""
+    return [path for paths in member_fold_tables(pattern).values() for path in paths]
+
+
+def no_videos():
+    """What asking for predictions without videos answers."""
+    raise ValueError(
+        "predict: no videos named: set predict.videos in the config (a folder, a list file or a "
+        "list of paths), or run `affectflow predict VIDEOS... --bundle DIR --out DIR`"
+    )
 
 
 def get_final_output():

@@ -1,4 +1,5 @@
-# Ensemble stage: late fusion of the runs' fold predictions, fitted on their OOF predictions.
+# Ensemble stage: late fusion of the runs' fold predictions, fitted on their OOF predictions, then
+# applied to the test split's fold predictions by the step that applies it to any predicted videos.
 
 
 rule ensemble:
@@ -7,7 +8,6 @@ rule ensemble:
         folds=ensemble_folds(),
     output:
         oof=f"{RESULTS}/ensemble/{ENSEMBLE['name']}/oof.csv",
-        test=f"{RESULTS}/ensemble/{ENSEMBLE['name']}/test.csv",
         members=f"{RESULTS}/ensemble/{ENSEMBLE['name']}/members.json",
         score=f"{RESULTS}/ensemble/{ENSEMBLE['name']}/score.json",
     log:
@@ -22,8 +22,29 @@ rule ensemble:
         method_params=ENSEMBLE["params"],
         thresholds=ENSEMBLE["thresholds"],
         task=TASK.name,
+        test=False,
     script:
         "../scripts/ensemble.py"
+
+
+# The fitted ensemble (members.json) over its members' fold predictions of the test split.
+rule ensemble_test:
+    input:
+        members=f"{ENSEMBLE_DIR}/members.json",
+        folds=lambda wildcards: member_fold_paths(rules.predict_test.output.test),
+    output:
+        test=f"{RESULTS}/ensemble/{ENSEMBLE['name']}/test.csv",
+    log:
+        f"logs/ensemble_test/{DS}.log",
+    benchmark:
+        f"benchmarks/ensemble_test/{DS}.tsv"
+    conda:
+        "../../envs/affectflow.yaml"
+    params:
+        tables=lambda wildcards: member_fold_tables(rules.predict_test.output.test),
+        task=TASK.name,
+    script:
+        "../scripts/apply_ensemble.py"
 
 
 # The same members fitted with another method (ensemble.compare), for the report's comparison;
@@ -34,7 +55,6 @@ rule ensemble_compare:
         folds=ensemble_folds(),
     output:
         oof=f"{RESULTS}/ensemble/compare-{{method}}/oof.csv",
-        test=f"{RESULTS}/ensemble/compare-{{method}}/test.csv",
         members=f"{RESULTS}/ensemble/compare-{{method}}/members.json",
         score=f"{RESULTS}/ensemble/compare-{{method}}/score.json",
     log:
@@ -49,5 +69,6 @@ rule ensemble_compare:
         method_params={},
         thresholds=ENSEMBLE["thresholds"],
         task=TASK.name,
+        test=False,
     script:
         "../scripts/ensemble.py"

@@ -3,7 +3,7 @@
 
 rule features:
     input:
-        unpack(feature_inputs),
+        unpack(feature_inputs()),
     output:
         shard=f"{RESULTS}/features/{{backbone}}/shard-{{s}}.h5",
     log:

@@ -6,7 +6,7 @@ rule submission:
     input:
         manifest=rules.manifest.output.manifest,
         test_manifest=rules.test_manifest.output.manifest,
-        test=rules.ensemble.output.test,
+        test=rules.ensemble_test.output.test,
         # per-frame tasks: the training mean for tracks no run predicts, and the organisers'
         # sample file naming the frames to submit (default: every frame of each test track)
         frame_labels=frame_label_inputs(),

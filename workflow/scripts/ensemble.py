@@ -14,5 +14,6 @@ score = build_ensemble_job(
     method=snakemake.params.method,
     params=snakemake.params.method_params,
     thresholds=snakemake.params.thresholds,
+    test=snakemake.params.test,
 )
 log.info("OOF %s: %s on %d rows", score["metric"], score["oof"]["mean"], score["oof"]["rows"])

@@ -61,6 +61,7 @@ __all__ = [
     "TEST_LIST_NAMES",
     "count_clips",
     "organiser_files",
+    "probe_video",
     "read_affwild2_manifest",
     "read_sample_frames",
     "track_id",
@@ -159,7 +160,7 @@ def _list_videos(videos_dir: Path) -> dict[str, list[Path]]:
     return found
 
 
-def _probe(path: Path) -> tuple[float, int] | None:
+def probe_video(path: Path) -> tuple[float, int] | None:
     """``(fps, frames)`` of a video from its container, or None if it cannot be probed."""
     try:
         with av.open(str(path)) as container:
@@ -300,7 +301,7 @@ def _track_records(root: Path, task: str, tracks: list[tuple[str, str, Path | No
         fps, frames = math.nan, 0
         if probe and found:
             if media not in probes:
-                probes[media] = _probe(media)
+                probes[media] = probe_video(media)
             if probes[media] is not None:
                 fps, frames = probes[media]
             else:

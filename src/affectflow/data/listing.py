@@ -54,6 +54,7 @@ __all__ = [
     "TEST_SHARD_PREFIX",
     "Listing",
     "count_test_shards",
+    "empty_listing",
     "fingerprint",
     "check_partition",
     "label_files",
@@ -154,6 +155,11 @@ class Listing:
         rows = self.clips[self.clips["partition"] == partition]
         columns = ["id", "name", "split", "media", *(["fingerprint"] if fingerprints else [])]
         return [(int(r[0]), *map(str, r[1:])) for r in rows[columns].itertuples(index=False)]
+
+
+def empty_listing(root: str | os.PathLike) -> Listing:
+    """A listing without clips or shards: the data set of a run that only predicts from a bundle."""
+    return Listing(str(root), pd.DataFrame({c: pd.Series(dtype=object) for c in _COLUMNS}), ())
 
 
 def _demo_clips(root: str, demo: Mapping) -> pd.DataFrame:

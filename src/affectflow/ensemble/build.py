@@ -39,9 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from affectflow.ensemble.apply import binarise, combine_members
 from affectflow.ensemble.errors import EnsembleError, ensemble_errors
 from affectflow.ensemble.methods import ENSEMBLERS, Ensembler, check_params, combine, tune_thresholds
-from affectflow.ensemble.tables import align, key_index, run_predictions, write_prediction_table
+from affectflow.ensemble.tables import align, fold_mean, key_index, run_oof, write_prediction_table
 from affectflow.keys import checked_table
 from affectflow.runtime.atomic import write_json_atomic
 from affectflow.scoring import MIN_SCORED_ROWS, read_truth, score_arrays
@@ -77,11 +78,6 @@ def _in_sample_label(method: str, *, thresholds: bool) -> dict:
     return {"in_sample": bool(fitted), "in_sample_note": note if fitted else None}
 
 
-def _binarise(pred: np.ndarray, cut: np.ndarray) -> np.ndarray:
-    """0/1 where ``pred >= cut`` (per column), NaN kept: no prediction stays no prediction."""
-    return np.where(np.isfinite(pred), (pred >= cut).astype(float), np.nan)
-
-
 def _unscored_members(names: list[str], oofs, method: str, thresholds: bool) -> list[str]:
     """The members without OOF rows (``fold_scheme: mix``); an error if the ensemble would fit on them."""
     unscored = [n for n, oof in zip(names, oofs, strict=True) if oof.empty]
@@ -101,6 +97,7 @@ def build_ensemble(
     method: str,
     params: Mapping | None = None,
     thresholds: bool = False,
+    test: bool = True,
 ) -> dict:
     """Fit ensemble ``method`` on the members' OOF predictions; write its predictions and scores.
 
@@ -109,6 +106,9 @@ def build_ensemble(
     scored). ``params`` go to the ensembler (``greedy``: ``rounds``). Writes to ``out_dir``:
 
     - ``oof.csv``, ``test.csv``: key columns + targets (AU with ``thresholds``: 0/1 values);
+      ``test.csv`` only with ``test`` (the workflow applies the fitted ensemble to the test split
+      in a step of its own, :func:`affectflow.ensemble.apply.apply_ensemble_job`, the one a
+      predicted video set goes through; ``test`` uses the same combination);
     - ``members.json``: method, params, members, per-target weights per member, AU thresholds
       (or null) and the number of OOF rows each target was fitted on;
     - ``score.json``: ``{"method", "task", "metric", "oof": {per_target, mean, rows},
@@ -132,9 +132,8 @@ def build_ensemble(
         truth = checked_table(truth, keys, targets, where="truth table")
 
     names = list(members)
-    oofs, tests = zip(*(run_predictions(members[n], spec) for n in names), strict=True)
+    oofs = [run_oof(members[n], spec) for n in names]
     oof_keys, oof_arr = align(oofs, keys, targets)
-    test_keys, test_arr = align(tests, keys, targets)
     unscored = _unscored_members(names, oofs, method, thresholds)
     y = truth.set_index(keys)[targets].reindex(key_index(oof_keys, keys)).to_numpy(np.float64)
     if len(unscored) < len(names) and not np.isfinite(y).any():
@@ -142,7 +141,6 @@ def build_ensemble(
                             f"table share {keys} values?")
     weights, fit_rows = _fit_weights(fit, method, oof_arr, y, targets, metric=spec.metric, params=params)
     oof_pred = np.column_stack([combine(oof_arr[:, :, j], weights[:, j]) for j in range(len(targets))])
-    test_pred = np.column_stack([combine(test_arr[:, :, j], weights[:, j]) for j in range(len(targets))])
 
     score: dict = {"method": method, "task": spec.name, "metric": spec.metric}
     tuned = None
@@ -150,8 +148,9 @@ def build_ensemble(
         score["oof_at_0.5"] = score_arrays(spec.metric, y, oof_pred, targets)
         tuned = tune_thresholds(y, oof_pred, targets)
         cut = np.array([tuned[t] for t in targets])
-        # Binarised here so that the submission writer's fixed 0.5 rule keeps the tuned decision.
-        oof_pred, test_pred = _binarise(oof_pred, cut), _binarise(test_pred, cut)
+        # Binarised here (and where the ensemble is applied) so that the submission writer's
+        # fixed 0.5 rule keeps the tuned decision.
+        oof_pred = binarise(oof_pred, cut)
     score["oof"] = score_arrays(spec.metric, y, oof_pred, targets)
     score["members"] = {n: score_arrays(spec.metric, y, oof_arr[i].astype(np.float64), targets)
                         for i, n in enumerate(names)}
@@ -164,7 +163,10 @@ def build_ensemble(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_prediction_table(out_dir / "oof.csv", oof_keys, oof_pred, targets)
-    write_prediction_table(out_dir / "test.csv", test_keys, test_pred, targets)
+    if test:
+        tests = [fold_mean([Path(d) / "test.csv" for d in members[n]], spec) for n in names]
+        table = combine_members(tests, names, score["weights"], tuned, spec)
+        write_prediction_table(out_dir / "test.csv", table[keys], table[targets].to_numpy(np.float64), targets)
     write_json_atomic(out_dir / "members.json", {"method": method, "params": params, "task": spec.name,
                                                  "members": names, "weights": score["weights"], "thresholds": tuned,
                                                  "fit_rows": fit_rows})
@@ -183,13 +185,15 @@ def build_ensemble_job(
     method: str,
     params: Mapping | None = None,
     thresholds: bool = False,
+    test: bool = True,
 ) -> dict:
     """The ensemble step of the pipeline: :func:`build_ensemble` with the truth read from ``truth_path``.
 
     ``truth_path`` is the manifest (``manifest.tsv``, clip tasks) or the frame label table
     (``frame_labels.csv.gz``, per-frame tasks), read with :func:`affectflow.scoring.read_truth`.
+    The workflow fits with ``test=False`` (OOF only) and applies the fit in a step of its own.
     Returns the score dict.
     """
     spec = task_spec(task)
     return build_ensemble(dict(members), read_truth(truth_path, spec), out_dir, spec=spec, method=method,
-                          params=dict(params or {}), thresholds=bool(thresholds))
+                          params=dict(params or {}), thresholds=bool(thresholds), test=test)

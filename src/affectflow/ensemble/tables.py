@@ -21,7 +21,7 @@ from affectflow.keys import read_prediction_table
 from affectflow.runtime.atomic import atomic_path
 from affectflow.tasks import TaskSpec, key_columns
 
-__all__ = ["align", "key_index", "run_predictions", "write_prediction_table"]
+__all__ = ["align", "fold_mean", "key_index", "run_oof", "run_predictions", "write_prediction_table"]
 
 
 def run_predictions(fold_dirs: Sequence[str | os.PathLike], spec: TaskSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -31,14 +31,21 @@ def run_predictions(fold_dirs: Sequence[str | os.PathLike], spec: TaskSpec) -> t
     is NaN-aware: a fold model with no prediction for a row is left out of that row's mean. A
     row predicted out-of-fold by two folds is an error naming both directories.
     """
-    keys, targets = key_columns(spec), list(spec.targets)
     if not fold_dirs:
         raise EnsembleError("run_predictions: no fold directories given")
-    oofs, tests = [], []
+    return run_oof(fold_dirs, spec), fold_mean([Path(d) / "test.csv" for d in fold_dirs], spec)
+
+
+def run_oof(fold_dirs: Sequence[str | os.PathLike], spec: TaskSpec) -> pd.DataFrame:
+    """One run's OOF predictions: its folds' ``oof.csv`` stacked, sorted by the keys (see
+    :func:`run_predictions`)."""
+    keys, targets = key_columns(spec), list(spec.targets)
+    if not fold_dirs:
+        raise EnsembleError("run_oof: no fold directories given")
+    oofs = []
     for d in fold_dirs:
         with ensemble_errors():
             oof = read_prediction_table(Path(d) / "oof.csv", keys, targets)
-            tests.append(read_prediction_table(Path(d) / "test.csv", keys, targets))
         oof["_fold"] = str(d)
         oofs.append(oof)
     oof = pd.concat(oofs, ignore_index=True)
@@ -48,10 +55,19 @@ def run_predictions(fold_dirs: Sequence[str | os.PathLike], spec: TaskSpec) -> t
         key = {c: int(first[c].iloc[0]) for c in keys}
         raise EnsembleError(f"row {key} is predicted out-of-fold by more than one fold: "
                             f"{', '.join(first['_fold'])}")
-    oof = oof.drop(columns="_fold").sort_values(keys, kind="stable").reset_index(drop=True)
-    test = (pd.concat(tests, ignore_index=True).groupby(keys, sort=True)[targets].mean()
-            .reset_index())
-    return oof, test
+    return oof.drop(columns="_fold").sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def fold_mean(tables: Sequence[str | os.PathLike], spec: TaskSpec) -> pd.DataFrame:
+    """The mean of one run's fold models' prediction tables (``test.csv``, or a predicted video
+    set's per-fold tables), by key, sorted; NaN-aware: a fold model with no prediction for a row
+    is left out of that row's mean."""
+    keys, targets = key_columns(spec), list(spec.targets)
+    if not tables:
+        raise EnsembleError("fold_mean: no prediction tables given")
+    with ensemble_errors():
+        read = [read_prediction_table(path, keys, targets) for path in tables]
+    return pd.concat(read, ignore_index=True).groupby(keys, sort=True)[targets].mean().reset_index()
 
 
 def key_index(frame: pd.DataFrame, keys: list[str]) -> pd.Index:
