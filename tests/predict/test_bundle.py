@@ -55,7 +55,8 @@ def _bundle(tmp_path):
                                                        "task": "emi"}))
     (tmp_path / "score.json").write_text(json.dumps({"method": "mean", "oof": {"mean": 0.3}, "members": {}}))
     (tmp_path / "manifest.tsv").write_text("id\tsplit\n1\ttrain\n2\tval\n")
-    record = export_bundle(tmp_path / "bundle", config=config, train_dir=train, runs=["audio"],
+    (train / "audio" / "fold2").mkdir()  # left over from an earlier k_folds: not the run's, not bundled
+    record = export_bundle(tmp_path / "bundle", config=config, train_dir=train, runs={"audio": 2},
                            members_json=tmp_path / "members.json", score_json=tmp_path / "score.json",
                            manifest=tmp_path / "manifest.tsv",
                            backbones={"r18": feature_signature("r18", features["r18"])})
@@ -94,6 +95,11 @@ def test_altered_missing_or_foreign_bundles_are_refused(tmp_path):
         check_bundle(bundle, {**config, "ensemble": {"members": ["other"]}})
     with pytest.raises(BundleError, match="task 'emi'"):
         check_bundle(bundle, {**config, "dataset": {**config["dataset"], "task": "eri"}})
+    other_model = {**config, "train": {"runs": {"audio": {"backbone": "r18", "model": "lstm"}}}}
+    with pytest.raises(BundleError, match=r"train\.runs\.audio\.model \('lstm', trained with 'gru'\)"):
+        check_bundle(bundle, other_model)
+    # where to predict and cluster sizes are the user's: not compared, not recorded
+    check_bundle(bundle, {**config, "predict": {"videos": "x"}, "resources": {"faces": {"cpus": 4}}})
     model = bundle / "train" / "audio" / "fold1" / "model.pt"
     model.write_bytes(b"tampered")
     with pytest.raises(BundleError, match="train/audio/fold1/model.pt was changed"):
@@ -103,3 +109,19 @@ def test_altered_missing_or_foreign_bundles_are_refused(tmp_path):
         read_bundle(bundle)
     with pytest.raises(BundleError, match="not a bundle"):
         read_bundle(tmp_path / "train")
+
+
+def test_bundle_command_never_deletes_a_folder_of_other_things(tmp_path):
+    from affectflow.predict.cli import _refuse_to_overwrite
+
+    keep = tmp_path / "results"
+    (keep / "demo").mkdir(parents=True)
+    (keep / "demo" / "manifest.tsv").write_text("precious")
+    with pytest.raises(SystemExit, match="holds other things than a bundle"):
+        _refuse_to_overwrite(keep)
+    assert (keep / "demo" / "manifest.tsv").read_text() == "precious"
+    old = tmp_path / "old_bundle"
+    old.mkdir()
+    (old / "bundle.json").write_text("{}")
+    _refuse_to_overwrite(old)  # an older bundle: replaced
+    _refuse_to_overwrite(tmp_path / "new")  # a new folder

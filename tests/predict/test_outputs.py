@@ -14,9 +14,15 @@ EMI, VA = task_spec("emi"), task_spec("va")
 
 
 def _faces_shard(path, timelines):
+    """A faces shard as the stage writes it under a filling policy (004's nearest): every frame
+    valid, those without a face of their own filled from the nearest one (``fill``)."""
     with ShardWriter(path, file_attrs={"stage": "faces"}) as writer:
-        for clip_id, (times, valid) in timelines.items():
-            writer.add_clip(clip_id, {"timestamps": np.asarray(times, float), "valid": np.asarray(valid, bool)})
+        for clip_id, (times, found) in timelines.items():
+            found = np.asarray(found, bool)
+            fill = np.where(found, "none", "nearest").astype("S12")
+            fill[found & (np.arange(len(found)) % 2 == 1)] = "tracked"  # between keyframes: found too
+            valid = np.full(len(found), found.any())
+            writer.add_clip(clip_id, {"timestamps": np.asarray(times, float), "valid": valid, "fill": fill})
 
 
 def _qc(path, rows):

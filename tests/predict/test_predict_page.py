@@ -300,3 +300,13 @@ def test_page_in_browser(page, tmp_path):
         assert not severe, severe
     finally:
         driver.quit()
+
+
+def test_dollar_signs_in_names_and_reasons_are_text_not_maths(tmp_path):
+    # matplotlib reads "$...$" as maths and fails on "price $5_$10": a video name must never do that
+    for values, reason in ((None, "cannot open /v/$HOME/x.mp4"), ({t: 0.5 for t in task_spec("emi").targets}, "")):
+        path = tmp_path / "dollar.svg"
+        write_timeline_svg(path, title="price $5_$10", task="emi", times_s=np.arange(3) / 30.0,
+                           face=np.ones(3, bool), values=values, reason=reason)
+        text = path.read_text()
+        assert "price $5_$10" in text and reason in text

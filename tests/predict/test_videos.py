@@ -23,10 +23,9 @@ def test_folder_listing_names_ids_and_shards(tmp_path):
         _touch(tmp_path / "set" / rel)
     listing = list_videos(tmp_path / "set", n_shards=3)
     clips = listing.clips.set_index("name")
-    # only video suffixes (any case); names relative to the common folder, "/" written "__"
+    # only video suffixes (any case); names relative to the folder given, "/" written "__"
     assert sorted(clips.index) == ["a", "sub__b", "sub__deeper__c"]
-    assert listing.root == str(tmp_path / "set")
-    assert clips.at["sub__b", "media"] == "sub/b.MOV"
+    assert clips.at["sub__b", "media"] == str(tmp_path / "set" / "sub" / "b.MOV")  # absolute, under root "/"
     assert set(clips["split"]) == {PREDICT_SPLIT}
     assert listing.shards == ("0", "1", "2")
     for _, row in clips.iterrows():
@@ -47,7 +46,8 @@ def test_list_file_paths_relative_to_it_comments_and_missing_videos(tmp_path):
     listed.parent.mkdir()
     listed.write_text(f"# my set\n\n../videos/one.mp4\n{tmp_path / 'videos' / 'gone.mp4'}\n")
     paths = read_video_paths(listed)
-    assert paths == [tmp_path / "videos" / "gone.mp4", good]  # sorted; the missing one kept (its row says so)
+    # sorted; the missing one kept (its row says so); names relative to the list file's folder
+    assert paths == [(tmp_path / "videos" / "gone.mp4", listed.parent), (good, listed.parent)]
     clips = list_videos([listed], n_shards=1).clips
     assert list(clips.sort_values("name")["name"]) == ["gone", "one"]
     assert clips.set_index("name").at["gone", "fingerprint"] == "missing"
@@ -76,3 +76,24 @@ def test_manifest_probes_frame_rate_and_count_for_per_frame_tasks(tmp_path):
     assert len(per_frame) == 2
     clip_rows = write_video_manifest(clips, listing.root, tmp_path / "c.tsv", per_frame=False)
     assert "frames" not in clip_rows.columns and len(clip_rows) == 2
+
+
+def test_names_stay_when_videos_are_added_elsewhere_and_collisions_are_named(tmp_path):
+    _touch(tmp_path / "f" / "s1" / "a.mp4")
+    before = list_videos(tmp_path / "f", n_shards=2).clips
+    assert list(before["name"]) == ["s1__a"]
+    _touch(tmp_path / "f" / "s2" / "b.mp4")
+    _touch(tmp_path / "f" / ".hidden" / "c.mp4")  # hidden folders and files are not videos
+    _touch(tmp_path / "f" / "._a.mp4")
+    after = list_videos(tmp_path / "f", n_shards=2).clips.set_index("name")
+    assert sorted(after.index) == ["s1__a", "s2__b"]
+    assert after.at["s1__a", "id"] == before["id"].iloc[0]
+    # same stem, other suffix: both keep their suffix
+    _touch(tmp_path / "g" / "x.mp4")
+    _touch(tmp_path / "g" / "x.mov")
+    assert sorted(list_videos(tmp_path / "g", n_shards=1).clips["name"]) == ["x.mov", "x.mp4"]
+    # the same name from two places: refused, naming both files
+    _touch(tmp_path / "h" / "a" / "b.mp4")
+    _touch(tmp_path / "h" / "a__b.mp4")
+    with pytest.raises(ValueError, match=r"a/b\.mp4 and .*a__b\.mp4|a__b\.mp4 and .*a/b\.mp4"):
+        list_videos(tmp_path / "h", n_shards=1)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -63,14 +64,20 @@ def test_predicting_before_training_builds_exactly_what_training_needs(tmp_path)
 
 def test_predictions_after_training_train_nothing_and_equal_the_submission(trained):
     workdir, config, submission = trained
-    config = {**config, "predict": {"videos": str(workdir / "test_videos.txt")}}
+    try:
+        _predict_in_place(workdir, {**config, "predict": {"videos": str(workdir / "test_videos.txt")}}, submission)
+    finally:
+        write_config(workdir, config)  # the module's other tests use the training config
+
+
+def _predict_in_place(workdir, config, submission):
     configfile = write_config(workdir, config)
     planned = _jobs(run_snakemake(workdir, "predict", "-n", "--configfile", str(configfile)).stdout)
     assert {rule for rule, _ in planned} == PREDICT_RULES  # zero train jobs, nothing of the data set
     run_snakemake(workdir, "predict", "--cores", "2", "--configfile", str(configfile))
     out = workdir / "results" / "demo" / "predict"
     summary = pd.read_csv(out / "summary.csv", dtype={"video": str})
-    summary["id"] = summary["video"].astype(int)
+    summary["id"] = [int(Path(f).stem) for f in summary["file"]]  # names: paths from the list file's folder
     summary = summary.set_index("id")
     assert sorted(summary.index) == sorted(submission.index)
     pd.testing.assert_frame_equal(summary.loc[submission.index, TARGETS], submission[TARGETS], check_names=False,
@@ -78,7 +85,6 @@ def test_predictions_after_training_train_nothing_and_equal_the_submission(train
     for video in summary["video"]:
         assert len(pd.read_csv(out / "videos" / f"{video}.csv")) == 1
     assert "Nothing to be done" in run_snakemake(workdir, "predict", "-n", "--configfile", str(configfile)).stdout
-    write_config(workdir, trained[1])
 
 
 def _mixed_folder(folder, good):
@@ -118,6 +124,10 @@ def test_bundle_round_trip_on_a_mixed_folder_and_refusals(trained, tmp_path):
     assert summary.at["faceless", "status"] == "partial" and "no face" in summary.at["faceless", "reason"]
     assert summary.at["empty", "status"] == "no_prediction" and summary.at["empty", "reason"]
     assert summary.loc["empty", TARGETS].isna().all()
+    # the same command again: the archive is unpacked again, and nothing re-runs
+    again = _affectflow(other, "predict", "videos", "--bundle", str(tmp_path / "model.tar.gz"), "--out", "out",
+                        "--cores", "2", "--dry-run")
+    assert again.returncode == 0 and "Nothing to be done" in (other / "out" / "affectflow.log").read_text()
 
     # other weights than the bundle was trained with: refused before any job, naming key and checksums
     bundle = tmp_path / "bundle"

@@ -76,16 +76,19 @@ config["features"] = with_finetuned_models(
     TRAIN_DIR,
     config["train"]["k_folds"],
 )
-if BUNDLE:
-    # refused here, before any job: another ensemble, or backbone weights whose checksum differs
-    check_bundle(BUNDLE, config)
-# the videos to predict, listed as the data set is (a new or replaced video re-runs its shard)
+if BUNDLE and workflow.is_main_process:
+    # refused here, before any job: altered files, another config, or backbone weights whose
+    # checksum differs (once, not again in each cluster job: it hashes the bundle's files)
+    check_bundle(BUNDLE, GIVEN_CONFIG)
+# the videos to predict, listed as the data set is (a new or replaced video re-runs its shard);
+# a listing that fails (the folder gone) fails the predict target only, not the rest
 PREDICT_DIR = PREDICT["out"] or f"{RESULTS}/predict"
-PREDICT_LISTING = (
-    list_videos(PREDICT["videos"], n_shards=PREDICT["shards"])
-    if PREDICT["videos"]
-    else None
-)
+PREDICT_LISTING, PREDICT_ERROR = None, "no videos named"
+if PREDICT["videos"]:
+    try:
+        PREDICT_LISTING = list_videos(PREDICT["videos"], n_shards=PREDICT["shards"])
+    except (OSError, ValueError) as error:
+        PREDICT_ERROR = str(error)
 TASK = task_spec(DATASET["task"])
 FACES = config["faces"]
 RUNS = config["train"]["runs"]
@@ -97,6 +100,15 @@ ENSEMBLE_COMPARE = [m for m in ENSEMBLE["compare"] if m != ENSEMBLE["method"]]
 # Per-job cpus (threads), mem_mb, runtime and gpu of the GPU and per-shard rules, scaled with
 # the clips a job handles (affectflow.config.resources); other rules take default-resources.
 JOB = rule_resources(config)
+# the predicted set's jobs sized for its own shards (the prediction job: all of its videos)
+PREDICT_JOB = (
+    rule_resources(
+        config,
+        shard_clips=PREDICT_LISTING.clips["shard"].value_counts().tolist(),
+    )
+    if PREDICT_LISTING is not None
+    else JOB
+)
 
 
 wildcard_constraints:
@@ -252,10 +264,10 @@ def member_fold_paths(pattern):
 
 
 def no_videos():
-    """What asking for predictions without videos answers."""
+    """What asking for predictions without (readable) videos answers."""
     raise ValueError(
-        "predict: no videos named: set predict.videos in the config (a folder, a list file or a "
-        "list of paths), or run `affectflow predict VIDEOS... --bundle DIR --out DIR`"
+        f"predict: {PREDICT_ERROR}: set predict.videos in the config (a folder, a list file "
+        "or a list of paths), or run `affectflow predict VIDEOS... --bundle DIR --out DIR`"
     )
 
 

@@ -4,7 +4,7 @@
 # per video a table and a timeline plot, and one page. Nothing here trains: the fold models and the
 # fitted ensemble are this run's (trained first if missing) or a bundle's (predict.bundle).
 from affectflow.config.runs import modality_backbones
-from affectflow.predict.bundle import bundle_backbones, bundle_runs
+from affectflow.predict.bundle import bundle_backbones, bundle_config, bundle_runs
 from affectflow.predict.videos import PREDICT_SPLIT
 
 if PREDICT_LISTING is not None:
@@ -19,6 +19,11 @@ if PREDICT_LISTING is not None:
             f"{PREDICT_DIR}/logs/media/{{s}}.log",
         benchmark:
             f"{PREDICT_DIR}/benchmarks/media/{{s}}.tsv"
+        threads: PREDICT_JOB["media"]["cpus"]
+        resources:
+            gpu=PREDICT_JOB["media"]["gpu"],
+            mem_mb=PREDICT_JOB["media"]["mem_mb"],
+            runtime=PREDICT_JOB["media"]["runtime"],
         params:
             clips=lambda wildcards: PREDICT_LISTING.shard_clips(wildcards.s),
             root=PREDICT_LISTING.root,
@@ -33,6 +38,11 @@ if PREDICT_LISTING is not None:
             f"{PREDICT_DIR}/logs/faces/{{detector}}-{{s}}.log",
         benchmark:
             f"{PREDICT_DIR}/benchmarks/faces/{{detector}}-{{s}}.tsv"
+        threads: PREDICT_JOB["faces"]["cpus"]
+        resources:
+            gpu=PREDICT_JOB["faces"]["gpu"],
+            mem_mb=PREDICT_JOB["faces"]["mem_mb"],
+            runtime=PREDICT_JOB["faces"]["runtime"],
 
     use rule features as predict_features with:
         input:
@@ -43,6 +53,11 @@ if PREDICT_LISTING is not None:
             f"{PREDICT_DIR}/logs/features/{{backbone}}-{{s}}.log",
         benchmark:
             f"{PREDICT_DIR}/benchmarks/features/{{backbone}}-{{s}}.tsv"
+        threads: PREDICT_JOB["features"]["cpus"]
+        resources:
+            gpu=PREDICT_JOB["features"]["gpu"],
+            mem_mb=PREDICT_JOB["features"]["mem_mb"],
+            runtime=PREDICT_JOB["features"]["runtime"],
 
     # the videos' rows as the test manifest's (per-frame tasks: each video's frame rate and count)
     rule predict_manifest:
@@ -76,6 +91,11 @@ if PREDICT_LISTING is not None:
             f"{PREDICT_DIR}/logs/fold/{{run}}-{{k}}.log",
         benchmark:
             f"{PREDICT_DIR}/benchmarks/fold/{{run}}-{{k}}.tsv"
+        threads: PREDICT_JOB["train"]["cpus"]
+        resources:
+            gpu=PREDICT_JOB["train"]["gpu"],
+            mem_mb=PREDICT_JOB["train"]["mem_mb"],
+            runtime=PREDICT_JOB["train"]["runtime"],
 
     # the fitted ensemble over the members' fold predictions: the test split's apply step
     use rule ensemble_test as predict_ensemble with:
@@ -158,11 +178,13 @@ rule bundle:
     conda:
         "../../envs/affectflow.yaml"
     params:
-        config=GIVEN_CONFIG,
+        # where to predict and the cluster's sizes are the user's, not the model's
+        config=bundle_config(GIVEN_CONFIG),
         train_dir=TRAIN_DIR,
-        runs=lambda wildcards: bundle_runs(
-            ENSEMBLE["members"], RUNS, config["features"]
-        ),
+        runs=lambda wildcards: {
+            run: fold_count(run)
+            for run in bundle_runs(ENSEMBLE["members"], RUNS, config["features"])
+        },
         backbones=lambda wildcards: {
             key: cached_feature_signature(key, config["features"][key])
             for key in bundle_backbones(ENSEMBLE["members"], RUNS, config["features"])

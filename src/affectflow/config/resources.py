@@ -22,7 +22,7 @@ the estimate errs on the large side (a job that asks for too little memory is ki
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from affectflow.config.schema import section_defaults
 
@@ -69,14 +69,19 @@ def job_resources(rule: str, settings: Mapping | None = None, *, clips: int) -> 
     return out
 
 
-def rule_resources(config: Mapping) -> dict[str, dict[str, int]]:
+def rule_resources(config: Mapping, *, shard_clips: Sequence[int] | None = None) -> dict[str, dict[str, int]]:
     """``{rule: {"gpu", "cpus", "mem_mb", "runtime"}}`` of one job of each of :data:`RULES`, for a
     schema-validated ``config``: a shard rule's job handles one shard's clips
-    (:func:`estimate_clips_per_shard`), a rule of :data:`READS_EVERY_SHARD` all ``n_shards`` shards'."""
+    (:func:`estimate_clips_per_shard`), a rule of :data:`READS_EVERY_SHARD` all ``n_shards`` shards'.
+    ``shard_clips``: the clips of each shard of a known set instead (a predicted video set: its
+    shard jobs sized for its largest shard, the prediction job for all of it)."""
     dataset, resources = config["dataset"], config.get("resources") or {}
-    per_shard = estimate_clips_per_shard(dataset, resources)
-    return {rule: job_resources(rule, resources.get(rule),
-                                clips=per_shard * (int(dataset["n_shards"]) if rule in READS_EVERY_SHARD else 1))
+    if shard_clips is not None:
+        largest, total = max([0, *shard_clips]), sum(shard_clips)
+    else:
+        largest = estimate_clips_per_shard(dataset, resources)
+        total = largest * int(dataset["n_shards"])
+    return {rule: job_resources(rule, resources.get(rule), clips=total if rule in READS_EVERY_SHARD else largest)
             for rule in RULES}
 
 

@@ -35,13 +35,17 @@ import affectflow
 from affectflow.config.runs import finetune_input, modality_backbones
 from affectflow.runtime.hashing import file_sha256
 
-__all__ = ["BUNDLE_FILE", "BUNDLE_FORMAT", "BundleError", "bundle_backbones", "bundle_runs", "check_bundle",
-           "export_bundle", "read_bundle"]
+__all__ = ["BUNDLE_FILE", "BUNDLE_FORMAT", "BundleError", "bundle_backbones", "bundle_config", "bundle_runs",
+           "check_bundle", "export_bundle", "read_bundle"]
 
 BUNDLE_FILE = "bundle.json"
 #: the layout's version: a bundle of another format is refused rather than misread
 BUNDLE_FORMAT = 1
 FOLD_FILES = ("model.pt", "config.json", "metrics.json")
+#: config sections that are the user's, not the model's: left out of a bundle
+USER_SECTIONS = ("predict", "resources")
+#: config sections a prediction depends on: predicting with a bundle under another value is refused
+MODEL_SECTIONS = ("media", "faces", "features", "train", "ensemble")
 
 
 class BundleError(ValueError):
@@ -78,13 +82,19 @@ def bundle_backbones(members: Iterable[str], runs: Mapping, features: Mapping) -
     return keys
 
 
-def export_bundle(out_dir: str | os.PathLike, *, config: Mapping, train_dir: str | os.PathLike, runs: Mapping[str, int]
-                  | Iterable[str], members_json: str | os.PathLike, score_json: str | os.PathLike,
-                  manifest: str | os.PathLike, backbones: Mapping[str, Mapping]) -> dict:
+def bundle_config(config: Mapping) -> dict:
+    """The config a bundle records: all but :data:`USER_SECTIONS` (where to predict, cluster sizes)."""
+    return {key: value for key, value in config.items() if key not in USER_SECTIONS}
+
+
+def export_bundle(out_dir: str | os.PathLike, *, config: Mapping, train_dir: str | os.PathLike, runs: Mapping[str, int],
+                  members_json: str | os.PathLike, score_json: str | os.PathLike, manifest: str | os.PathLike,
+                  backbones: Mapping[str, Mapping]) -> dict:
     """Write the bundle (see the module docstring) to ``out_dir``, replacing it whole only once
-    complete (built next to it, then renamed). ``runs``: the bundled runs (their folds are the
-    ``fold<k>`` directories under ``train_dir``); ``backbones``: each features key's signature as
-    the workflow computed it. Returns the ``bundle.json`` record."""
+    complete (built next to it, then renamed). ``runs``: each bundled run's number of folds (its
+    ``fold0`` .. directories under ``train_dir``; a stale ``fold<k>`` beyond them is not taken);
+    ``backbones``: each features key's signature as the workflow computed it. Returns the
+    ``bundle.json`` record."""
     out_dir, train_dir = Path(out_dir), Path(train_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -92,10 +102,8 @@ def export_bundle(out_dir: str | os.PathLike, *, config: Mapping, train_dir: str
     shutil.copy2(members_json, tmp / "ensemble" / "members.json")
     shutil.copy2(score_json, tmp / "ensemble" / "score.json")
     fold_scores = {}
-    for run in runs:
-        folds = sorted((train_dir / run).glob("fold*"), key=lambda d: int(d.name[4:]))
-        if not folds:
-            raise BundleError(f"{train_dir / run}: no fold directory to bundle")
+    for run, n_folds in runs.items():
+        folds = [train_dir / run / f"fold{k}" for k in range(int(n_folds))]
         fold_scores[run] = {}
         for fold in folds:
             target = tmp / "train" / run / fold.name
@@ -103,8 +111,7 @@ def export_bundle(out_dir: str | os.PathLike, *, config: Mapping, train_dir: str
             for name in FOLD_FILES:
                 shutil.copy2(fold / name, target / name)
             fold_scores[run][fold.name] = json.loads((fold / "metrics.json").read_text()).get("oof")
-    given = {key: value for key, value in config.items() if key != "predict"}  # where to predict is the user's
-    (tmp / "config.yaml").write_text(yaml.safe_dump(given, sort_keys=False))
+    (tmp / "config.yaml").write_text(yaml.safe_dump(bundle_config(config), sort_keys=False))
     score = json.loads(Path(score_json).read_text())
     record = {
         "format": BUNDLE_FORMAT,
@@ -123,6 +130,18 @@ def export_bundle(out_dir: str | os.PathLike, *, config: Mapping, train_dir: str
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return record
+
+
+def _first_difference(trained, given, where: str) -> str | None:
+    """The first key path at which ``given`` differs from ``trained`` (keys ``trained`` lacks, such
+    as a newer version's defaults, are not compared), with both values; None when none does."""
+    if isinstance(trained, Mapping) and isinstance(given, Mapping):
+        for key, value in trained.items():
+            found = _first_difference(value, given.get(key), f"{where}.{key}")
+            if found:
+                return found
+        return None
+    return None if trained == given else f"{where} ({given!r}, trained with {trained!r})"
 
 
 def _nan_free(value):
@@ -170,6 +189,12 @@ def check_bundle(bundle_dir: str | os.PathLike, config: Mapping) -> dict:
     if record["ensemble"]["members"] != members:
         raise BundleError(f"{bundle_dir}: ensemble members {record['ensemble']['members']}, the config's are "
                           f"{members} (predict with the bundle's config.yaml)")
+    trained = yaml.safe_load((Path(bundle_dir) / "config.yaml").read_text()) or {}
+    for section in MODEL_SECTIONS:
+        where = _first_difference(trained.get(section), config.get(section), section)
+        if where:
+            raise BundleError(f"{bundle_dir}: the config's {where} differs from the one the bundle was trained "
+                              "with (predict with the bundle's config.yaml, as affectflow predict does)")
     for key, recorded in record["backbones"].items():
         entry = config["features"].get(key)
         if entry is None:

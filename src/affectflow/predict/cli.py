@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from affectflow.features.weights import REPO_ROOT
+from affectflow.predict.bundle import BUNDLE_FILE
 
 __all__ = ["main", "snakemake_command"]
 
@@ -124,23 +125,36 @@ def predict(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     """``affectflow bundle``: the workflow's bundle target, copied to ``--out``."""
     out = Path(args.out).resolve()
+    _refuse_to_overwrite(out)
     config = yaml.safe_load(Path(args.configfile or REPO_ROOT / "config" / "config.yaml").read_text())
     made = Path("results") / config["dataset"]["name"] / "bundle" / config.get("ensemble", {}).get("name", "late_mean")
     code = run_workflow(snakemake_command("bundle", configfile=args.configfile, cores=args.cores, profile=args.profile),
                         Path("logs") / "affectflow_bundle.log", verbose=args.verbose)
     if code:
         return code
-    ignore = shutil.ignore_patterns(".snakemake_timestamp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")  # complete before it takes the place of an older bundle
     if out.name.endswith(".tar.gz"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(out, "w:gz") as archive:
-            archive.add(made, arcname=out.name.removesuffix(".tar.gz"),
-                        filter=lambda info: None if info.name.endswith(".snakemake_timestamp") else info)
+        with tarfile.open(tmp, "w:gz") as archive:
+            archive.add(made, arcname=out.name.removesuffix(".tar.gz"))
+        os.replace(tmp, out)
     else:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(made, tmp)
         shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(made, out, ignore=ignore)
+        os.replace(tmp, out)
     print(f"affectflow: bundle {out}")
     return 0
+
+
+def _refuse_to_overwrite(out: Path) -> None:
+    """An existing ``--out`` is replaced only when it is a bundle (or an archive file): never a
+    folder of other things (``--out results`` must not delete a training run)."""
+    if out.is_dir() and any(out.iterdir()) and not (out / BUNDLE_FILE).is_file():
+        raise SystemExit(f"affectflow bundle: --out {out} is a folder that holds other things than a bundle; "
+                         "name a new or empty folder, or an old bundle to replace")
+    if out.exists() and not out.is_dir() and not out.name.endswith(".tar.gz"):
+        raise SystemExit(f"affectflow bundle: --out {out} is a file; name a folder, or an archive ending in .tar.gz")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -42,13 +42,22 @@ __all__ = ["STATUSES", "face_timelines", "video_status", "write_predict_outputs"
 STATUSES = ("ok", "partial", "no_prediction")
 
 
+#: the faces stage's ``fill`` labels of a frame where the face was found (detected, or tracked
+#: between detections on keyframes), not borrowed from another frame by the missing-face policy
+FOUND_FILLS = (b"none", b"tracked")
+
+
 def face_timelines(faces_shards: Iterable[str | os.PathLike]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Each clip's ``(timestamps in s, face found)`` over the frames the faces stage decoded."""
+    """Each clip's ``(timestamps in s, face found)`` over the frames the faces stage kept: found
+    where the frame has a crop of its own (:data:`FOUND_FILLS`); a crop the missing-face policy
+    filled in (interpolated, nearest: papers 001, 003, 004) is no face found."""
     out = {}
     for shard in faces_shards:
-        for clip_id, arrays, _ in iter_clips(shard, names=("timestamps", "valid")):
-            out[int(clip_id)] = (np.asarray(arrays.get("timestamps", []), np.float64),
-                                 np.asarray(arrays.get("valid", []), bool))
+        for clip_id, arrays, _ in iter_clips(shard, names=("timestamps", "valid", "fill")):
+            valid = np.asarray(arrays.get("valid", []), bool)
+            if "fill" in arrays:
+                valid &= np.isin(np.asarray(arrays["fill"]).astype("S12"), FOUND_FILLS)
+            out[int(clip_id)] = (np.asarray(arrays.get("timestamps", []), np.float64), valid)
     return out
 
 

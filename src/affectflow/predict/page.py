@@ -120,10 +120,10 @@ def timeline_figure(*, title: str, task: str, times_s: np.ndarray, face: np.ndar
         ax = fig.add_subplot(2, 1, 1) if len(times) else fig.add_subplot()
         ax.set_axis_off()
         ax.text(0.5, 0.5, f"No prediction: {reason or 'no predicted value'}", ha="center", va="center",
-                fontsize=11, transform=ax.transAxes)
+                fontsize=11, transform=ax.transAxes, parse_math=False)
         if len(times):
             _face_strip(fig.add_subplot(2, 1, 2), times, spans, end)
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
         return fig
     if not spec.per_frame:
         return _clip_figure(title, spec, times, spans, end, values)
@@ -146,7 +146,7 @@ def timeline_figure(*, title: str, task: str, times_s: np.ndarray, face: np.ndar
     ax.set_xlim(*xlim)
     ax.set_xlabel("time (s)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)  # a name or reason may hold '$': not maths
     return fig
 
 
@@ -197,7 +197,7 @@ def _clip_figure(title: str, spec, times: np.ndarray, spans: list[tuple[float, f
     bar_ax.set_xlim(spec.low, spec.high * 1.1)  # headroom for the labels
     bar_ax.set_xlabel("predicted value")
     bar_ax.grid(axis="x", color="#eeeeee")
-    bar_ax.set_title(title)
+    bar_ax.set_title(title, parse_math=False)
     _face_strip(strip_ax, times, spans, end)
     return fig
 
