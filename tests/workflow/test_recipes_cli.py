@@ -84,3 +84,37 @@ def test_recipe_runs_end_to_end_on_its_tiny_fixture(name, tmp_path):
         if entry.get("backbone") == "finetuned":
             assert list((results / "features" / key).glob("shard-*.h5"))
 
+    if task.per_frame and task.name == "va":
+        _predicted_videos_equal_the_test_split(work, tiny, configfile, results, task)
+
+
+def _predicted_videos_equal_the_test_split(work, tiny, configfile, results, task):
+    """The per-frame path of issue 16: the test tracks' videos predicted as any videos (predict
+    target) give, frame by frame, the ensemble's test predictions of those tracks; nothing trains.
+    Tracks of a video with two people (_left/_right) are left out: a video predicts its main face."""
+    test = read_manifest(results / "test_manifest.tsv")
+    single = test[~test["name"].str.contains(r"_(?:left|right)$")]
+    assert len(single), "the fixture has no single-person test track"
+    listed = work / "predict_videos.txt"
+    listed.write_text("\n".join(sorted(set(single["media"]))) + "\n")
+    config = yaml.safe_load(configfile.read_text())
+    config["predict"] = {"videos": str(listed)}
+    predict_config = work / "predict.yaml"
+    predict_config.write_text(yaml.safe_dump(config, sort_keys=False))
+    planned = run_snakemake(work, "predict", "-n", "--configfile", str(predict_config)).stdout
+    assert "rule train:" not in planned and "rule ensemble:" not in planned
+    run_snakemake(work, "predict", "--cores", "2", "--configfile", str(predict_config))
+    out = results / "predict"
+    summary = pd.read_csv(out / "summary.csv", dtype={"video": str}).set_index("file")
+    ensemble = pd.read_csv(results / "ensemble" / tiny["ensemble"]["name"] / "test.csv")
+    targets = list(task.targets)
+    for track in single.itertuples():
+        video = summary.at[str(track.media), "video"]
+        frames = pd.read_csv(out / "videos" / f"{video}.csv")
+        assert list(frames.columns) == ["frame", "time_s", "face", *targets]
+        assert list(frames["frame"]) == list(range(1, int(track.frames) + 1))
+        assert frames["time_s"].iloc[-1] == pytest.approx((int(track.frames) - 1) / float(track.fps), abs=1e-6)
+        assert frames["face"].isin([0, 1]).all() and summary.at[str(track.media), "face_frames"] >= 0
+        expected = ensemble[ensemble["id"] == track.id].set_index("frame")[targets]
+        got = frames.set_index("frame")[targets]
+        pd.testing.assert_frame_equal(got.loc[expected.index], expected, atol=5e-6, check_dtype=False)
