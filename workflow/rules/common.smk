@@ -79,7 +79,8 @@ config["features"] = with_finetuned_models(
 if BUNDLE and workflow.is_main_process:
     # refused here, before any job: altered files, another config, or backbone weights whose
     # checksum differs (once, not again in each cluster job: it hashes the bundle's files)
-    check_bundle(BUNDLE, GIVEN_CONFIG)
+    # (features as the workflow fills them in: a finetuned entry needs its run's models folder)
+    check_bundle(BUNDLE, {**GIVEN_CONFIG, "features": config["features"]})
 # the videos to predict, listed as the data set is (a new or replaced video re-runs its shard);
 # a listing that fails (the folder gone) fails the predict target only, not the rest
 PREDICT_DIR = PREDICT["out"] or f"{RESULTS}/predict"
