@@ -116,5 +116,6 @@ def _predicted_videos_equal_the_test_split(work, tiny, configfile, results, task
         assert frames["time_s"].iloc[-1] == pytest.approx((int(track.frames) - 1) / float(track.fps), abs=1e-6)
         assert frames["face"].isin([0, 1]).all() and summary.at[str(track.media), "face_frames"] >= 0
         expected = ensemble[ensemble["id"] == track.id].set_index("frame")[targets]
+        assert len(expected) == int(track.frames)  # never two empty tables compared
         got = frames.set_index("frame")[targets]
         pd.testing.assert_frame_equal(got.loc[expected.index], expected, atol=5e-6, check_dtype=False)
